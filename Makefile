@@ -1,0 +1,42 @@
+# uhmm: the two commands a new user types.
+#   make run    build and run the main job (uhmm info, later the demo)
+#   make test   build and run every test
+# Variables: BUILD (build dir), SANITIZE (address,undefined | thread), JOBS.
+
+BUILD ?= build
+SANITIZE ?=
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX ?= /usr/local
+
+.PHONY: all configure build run test bench install clean deps
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	@./scripts/install-deps.sh
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DUHMM_SANITIZE=$(SANITIZE) \
+	      -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+configure: $(BUILD)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/uhmm info
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	$(BUILD)/uhmm bench
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

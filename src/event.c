@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * event.c - keeping the books when the program changes its mappings.
+ *
+ * userfaultfd reports, for registered ranges:
+ *   UNMAP   munmap(), and the shrinking part of mremap();
+ *   REMOVE  madvise(MADV_DONTNEED / MADV_REMOVE): pages dropped, range stays;
+ *   REMAP   mremap() that moved the range (from, to, old length).
+ * Each is applied to the area table and the page states here, under
+ * mm->event_lock (held by the reader) and mm->lock.
+ *
+ * Ordering (docs/EVENTS.md): the kernel makes munmap()/madvise() wait until
+ * the event has been *read*; the reader holds event_lock until it is applied.
+ * So the books are exact for any uhmm call made after the syscall returns
+ * (every verb that reads the table takes the barrier first).
+ *
+ * REMAP with MREMAP_DONTUNMAP leaves the old range mapped, empty and still
+ * registered; the message does not say which mremap it was, so the old range
+ * is looked up: when still mapped it keeps a fresh, empty area.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void apply_unmap(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	pthread_mutex_lock(&mm->lock);
+	/*
+	 * -ENOMEM here (the table could not grow for a split) leaves stale
+	 * areas over an unmapped range; they are harmless (faults there
+	 * cannot happen) and are retried by the next event or unmanage.
+	 */
+	uhmm__areas_cut(&mm->areas, start, end, NULL);
+	pthread_mutex_unlock(&mm->lock);
+}
+
+static void apply_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct uhmm__areas *t = &mm->areas;
+
+	pthread_mutex_lock(&mm->lock);
+	for (size_t i = uhmm__area_lower(t, start); i < t->n && t->v[i].start < end; i++) {
+		struct uhmm__area *a = &t->v[i];
+		uintptr_t s = a->start > start ? a->start : start;
+		uintptr_t e = a->end < end ? a->end : end;
+
+		/* The pages are gone: nothing of them lives anywhere else. */
+		memset(uhmm__area_ps(a, s), 0, ((e - s) >> UHMM__PAGE_SHIFT) * sizeof(uint64_t));
+	}
+	pthread_mutex_unlock(&mm->lock);
+}
+
+static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
+{
+	struct uhmm__areas moved = { 0 };
+	struct uhmm__vma vma;
+
+	pthread_mutex_lock(&mm->lock);
+	/* -ENOMEM: the books keep the old range; see apply_unmap(). */
+	if (uhmm__areas_cut(&mm->areas, from, from + len, &moved) == 0) {
+		for (size_t i = 0; i < moved.n; i++) {
+			struct uhmm__area *a = &moved.v[i];
+
+			a->start = a->start - from + to;
+			a->end = a->end - from + to;
+			/* Whatever was at the destination was unmapped by mremap. */
+			uhmm__areas_cut(&mm->areas, a->start, a->end, NULL);
+			if (uhmm__areas_insert(&mm->areas, a) == 0)
+				a->blk->refs++; /* the table's; moved's goes below */
+		}
+	}
+	pthread_mutex_unlock(&mm->lock);
+
+	/*
+	 * MREMAP_DONTUNMAP: the source is still mapped, empty, and still
+	 * registered with our userfaultfd: manage it again, fresh, with the
+	 * flags it had.
+	 */
+	if (uhmm__vma_query(mm->maps_fd, from, false, &vma) == 0) {
+		for (size_t i = 0; i < moved.n; i++) {
+			uintptr_t s = moved.v[i].start - to + from;
+			uintptr_t e = moved.v[i].end - to + from;
+
+			uhmm__manage_locked(mm, s, e, moved.v[i].flags);
+		}
+	}
+	pthread_mutex_lock(&mm->lock);
+	uhmm__areas_release(&moved);
+	pthread_mutex_unlock(&mm->lock);
+}
+
+void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+		atomic_fetch_add_explicit(&mm->stats.unmap, 1, memory_order_relaxed);
+		apply_unmap(mm, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMOVE:
+		atomic_fetch_add_explicit(&mm->stats.remove, 1, memory_order_relaxed);
+		apply_remove(mm, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		atomic_fetch_add_explicit(&mm->stats.remap, 1, memory_order_relaxed);
+		apply_remap(mm, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	default:
+		break; /* FORK is never asked for */
+	}
+}

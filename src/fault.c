@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fault.c - the CPU fault service: what the kernel's page-fault path does
+ * for a device-private entry, done for managed memory on userfaultfd.
+ *
+ * Two modes, one semantics (DESIGN.md §3):
+ *  - thread: service threads poll() the userfaultfd, read messages, apply
+ *    events and resolve faults; the faulting thread sleeps in the kernel and
+ *    is woken by the resolving ioctl.
+ *  - signal: UFFD_FEATURE_SIGBUS; the faulting thread takes SIGBUS and
+ *    resolves its own fault in uhmm's handler; one service thread still
+ *    reads the events (munmap, mremap, madvise).
+ *
+ * Resolution: a page uhmm holds no data for is zero-filled exactly as the
+ * kernel would fill it: a read maps the zero page (UFFDIO_ZEROPAGE), a write
+ * gets a fresh zeroed page (UFFDIO_COPY from a static zero page). -EEXIST
+ * means another thread won the race: the page is there, done.
+ *
+ * Reading the uffd: a service thread takes mm->event_lock, reads a batch,
+ * applies the batch's events in order and only then lets go; faults in the
+ * batch are resolved after, unlocked. So events are applied in the order
+ * the kernel queued them even with several service threads, and whoever
+ * takes event_lock afterwards sees every event read before (internal.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ucontext.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char zero_page[UHMM__PAGE_SIZE] __attribute__((aligned(4096)));
+
+/* Zero-fill the page at @addr the way the kernel's first touch would. */
+static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
+{
+	int r;
+
+	if (write)
+		r = uhmm__uffd_copy(mm->uffd, page, zero_page, UHMM__PAGE_SIZE, 0, NULL);
+	else
+		r = uhmm__uffd_zeropage(mm->uffd, page, UHMM__PAGE_SIZE, 0, NULL);
+	if (r == -EEXIST)
+		r = 0; /* resolved by someone else meanwhile */
+	if (!r)
+		atomic_fetch_add_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
+	return r;
+}
+
+int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal)
+{
+	uintptr_t page = addr & ~(UHMM__PAGE_SIZE - 1);
+	int r;
+
+	(void)in_signal;
+	/*
+	 * Page state is consulted here once devices hold pages (migration);
+	 * for now every page uhmm is asked about holds no data elsewhere.
+	 * Addresses outside any known area still get resolved when the VMA is
+	 * registered with our uffd (an mremap that grew a managed mapping), so
+	 * that no thread ever waits forever; the ioctl itself says whether the
+	 * page is ours (-ENOENT/-EINVAL when it is not).
+	 */
+	r = fill_zero(mm, page, write);
+	if (!r)
+		atomic_fetch_add_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+	return r;
+}
+
+/* --- thread mode ------------------------------------------------------- */
+
+#define MSG_BATCH 16
+
+static void serve_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const struct uffd_msg *m = &msgs[i];
+		uintptr_t addr;
+		int r;
+
+		if (m->event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		addr = (uintptr_t)m->arg.pagefault.address;
+		r = uhmm__fault_resolve(mm, addr, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
+					false);
+		/*
+		 * Could not resolve (the range went away under us, a fill
+		 * raced a remap): wake the thread so it retries its access
+		 * and meets whatever the address holds now. Never leave it.
+		 */
+		if (r)
+			uhmm__uffd_wake(mm->uffd, addr & ~(UHMM__PAGE_SIZE - 1), UHMM__PAGE_SIZE);
+	}
+}
+
+/* Read one batch; apply events under event_lock. Return messages or -errno. */
+static int read_batch(struct uhmm_mm *mm, struct uffd_msg *msgs)
+{
+	ssize_t got;
+	int n;
+
+	pthread_mutex_lock(&mm->event_lock);
+	got = read(mm->uffd, msgs, sizeof(*msgs) * MSG_BATCH);
+	if (got < 0) {
+		n = -errno;
+		pthread_mutex_unlock(&mm->event_lock);
+		return n;
+	}
+	n = (int)(got / (ssize_t)sizeof(*msgs));
+	for (int i = 0; i < n; i++)
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			uhmm__event_apply(mm, &msgs[i]);
+	pthread_mutex_unlock(&mm->event_lock);
+	return n;
+}
+
+static void *service_main(void *arg)
+{
+	struct uhmm_mm *mm = arg;
+	struct uffd_msg msgs[MSG_BATCH];
+	struct pollfd pfd[2] = {
+		{ .fd = mm->uffd, .events = POLLIN },
+		{ .fd = mm->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		int n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break; /* cannot happen with valid fds; never spin */
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+			break;
+		n = read_batch(mm, msgs);
+		if (n > 0)
+			serve_faults(mm, msgs, n);
+	}
+	return NULL;
+}
+
+int uhmm__service_start(struct uhmm_mm *mm, unsigned int nthreads)
+{
+	sigset_t all, old;
+	int r = 0;
+
+	/* Service threads take no signals: they belong to the program. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (mm->nthreads = 0; mm->nthreads < nthreads; mm->nthreads++) {
+		r = uhmm__inject_fail() ? EAGAIN
+					: pthread_create(&mm->threads[mm->nthreads], NULL,
+							 service_main, mm);
+		if (r) {
+			r = -r;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r)
+		uhmm__service_stop(mm);
+	return r;
+}
+
+void uhmm__service_stop(struct uhmm_mm *mm)
+{
+	uint64_t one = 1;
+
+	if (!mm->nthreads)
+		return;
+	/* The eventfd stays readable: every thread sees it and exits. */
+	if (write(mm->stop_fd, &one, sizeof(one)) != sizeof(one))
+		return; /* cannot fail on a fresh eventfd; never join a live loop */
+	for (unsigned int i = 0; i < mm->nthreads; i++)
+		pthread_join(mm->threads[i], NULL);
+	mm->nthreads = 0;
+}
+
+/* --- signal mode ---------------------------------------------------------- */
+
+static struct sigaction old_sigbus;
+static pthread_mutex_t sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool sigbus_installed;
+
+static bool fault_is_write(void *ucontext)
+{
+#if defined(__x86_64__)
+	const ucontext_t *uc = ucontext;
+
+	return uc && (uc->uc_mcontext.gregs[REG_ERR] & 0x2); /* X86_PF_WRITE */
+#else
+	(void)ucontext;
+	return false; /* read fill; a write then takes the kernel's COW fault */
+#endif
+}
+
+UHMM__EXPORT bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext)
+{
+	const siginfo_t *si = siginfo;
+	bool handled = false;
+	int saved_errno = errno;
+
+	if (sig != SIGBUS || !si || si->si_code != BUS_ADRERR ||
+	    !atomic_load_explicit(&uhmm__mm_count, memory_order_relaxed))
+		return false;
+	/* Pairs with registry_del(): no mm is freed while we look. */
+	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	for (int i = 0; i < UHMM__MAX_MMS && !handled; i++) {
+		struct uhmm_mm *mm = uhmm__mm_slot(i);
+
+		if (!mm || mm->mode != UHMM_FAULT_SIGNAL || !uhmm__mm_live(mm))
+			continue;
+		/* Ours exactly when our uffd can fill it (-ENOENT otherwise). */
+		handled = uhmm__fault_resolve(mm, (uintptr_t)si->si_addr, fault_is_write(ucontext),
+					      true) == 0;
+	}
+	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	errno = saved_errno;
+	return handled;
+}
+
+/* Hand a SIGBUS that is not ours to whoever had it before uhmm. */
+static void sigbus_chain(int sig, siginfo_t *si, void *uc)
+{
+	const struct sigaction *o = &old_sigbus;
+
+	if (o->sa_flags & SA_SIGINFO) {
+		o->sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+		o->sa_handler(sig);
+		return;
+	}
+	/*
+	 * Default action (SIG_IGN cannot stop a synchronous SIGBUS either):
+	 * restore it; a fault re-executes the access and dies of it, a sent
+	 * signal is raised again and delivered on return.
+	 */
+	signal(SIGBUS, SIG_DFL);
+	if (si->si_code <= 0)
+		raise(SIGBUS);
+}
+
+static void sigbus_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (!uhmm_sigbus_handled(sig, si, uc))
+		sigbus_chain(sig, si, uc);
+}
+
+int uhmm__sigbus_install(void)
+{
+	struct sigaction sa;
+	int r = 0;
+
+	pthread_mutex_lock(&sigbus_lock);
+	if (!sigbus_installed) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = sigbus_handler;
+		sa.sa_flags = SA_SIGINFO | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &old_sigbus))
+			r = -errno;
+		else
+			sigbus_installed = true;
+	}
+	pthread_mutex_unlock(&sigbus_lock);
+	return r;
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - libuhmm's private types. Never installed.
+ *
+ * Locking order (outer first):
+ *   mm->event_lock  serialises reading the userfaultfd against processing the
+ *                   events read, and against area-table changes made by API
+ *                   calls. Whoever read an event holds it until the event is
+ *                   applied, so taking it (uhmm__mm_event_barrier) proves that
+ *                   every event read before has been applied.
+ *   mm->lock        protects the area table and every page state. Never held
+ *                   across a blocking syscall that could wait on the service
+ *                   threads, never held while touching managed memory.
+ * The global registry (mm.c) has its own lock, taken before neither.
+ */
+#ifndef UHMM_INTERNAL_H
+#define UHMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "uhmm.h"
+#include "sys/sys.h"
+
+#define UHMM__PAGE_SHIFT 12
+#define UHMM__PAGE_SIZE ((size_t)1 << UHMM__PAGE_SHIFT)
+#define UHMM__PMD_SIZE ((size_t)2 << 20)
+#define UHMM__MAX_THREADS 64
+#define UHMM__MAX_MMS 64
+
+#define UHMM__EXPORT __attribute__((visibility("default")))
+
+static inline bool uhmm__aligned(uintptr_t x)
+{
+	return (x & (UHMM__PAGE_SIZE - 1)) == 0;
+}
+
+/*
+ * Validate a user range: page-aligned, non-zero, no overflow.
+ * Return: 0 or -EINVAL.
+ */
+int uhmm__check_range(uintptr_t start, size_t len);
+
+/* --- per-page state ------------------------------------------------------
+ *
+ * One 64-bit word per managed 4 KiB page (the budget is 8 bytes):
+ *   bits  0..1  residency: CPU (the kernel's page table, or nothing yet),
+ *               DEVICE (a device page holds the data; the CPU PTE is empty)
+ *   bit   2     MIGRATING: isolated by a migration; CPU faults wait
+ *   bit   3     EXCLUSIVE: a device holds it exclusively (CPU PTE empty)
+ *   bit   4     WP: uhmm write-protected the CPU PTE
+ *   bits  8..15 device slot (the pagemap's index in the mm, 1..255)
+ *   bits 16..63 device page index within that pagemap (48 bits)
+ * A zero word is "ordinary memory": what every page starts as.
+ */
+#define UHMM__PS_RES_MASK 0x3ull
+#define UHMM__PS_RES_CPU 0x0ull
+#define UHMM__PS_RES_DEVICE 0x1ull
+#define UHMM__PS_MIGRATING (1ull << 2)
+#define UHMM__PS_EXCLUSIVE (1ull << 3)
+#define UHMM__PS_WP (1ull << 4)
+#define UHMM__PS_SLOT_SHIFT 8
+#define UHMM__PS_SLOT_MASK (0xffull << UHMM__PS_SLOT_SHIFT)
+#define UHMM__PS_INDEX_SHIFT 16
+
+static inline unsigned int uhmm__ps_slot(uint64_t ps)
+{
+	return (unsigned int)((ps & UHMM__PS_SLOT_MASK) >> UHMM__PS_SLOT_SHIFT);
+}
+
+static inline uint64_t uhmm__ps_index(uint64_t ps)
+{
+	return ps >> UHMM__PS_INDEX_SHIFT;
+}
+
+static inline uint64_t uhmm__ps_device(unsigned int slot, uint64_t index)
+{
+	return UHMM__PS_RES_DEVICE | ((uint64_t)slot << UHMM__PS_SLOT_SHIFT) |
+	       (index << UHMM__PS_INDEX_SHIFT);
+}
+
+/*
+ * A block of page states, shared by the areas cut from one original area.
+ * Splitting an area (munmap of its middle) or moving it (mremap) never
+ * copies or allocates state: the pieces point into the same block at their
+ * own offsets, and the block goes when its last area does.
+ */
+struct uhmm__psblock {
+	uint64_t *ps;	   /* npages words, mmap'ed (MAP_NORESERVE) */
+	size_t npages;
+	unsigned int refs; /* areas pointing here; under mm->lock */
+};
+
+/* A managed area: one contiguous range of one kind, [start, end). */
+struct uhmm__area {
+	uintptr_t start, end;
+	unsigned int flags;	/* UHMM_MANAGE_* */
+	unsigned int kind;	/* UHMM_AREA_* */
+	bool registered;	/* registered with the mm's userfaultfd */
+	bool writable;		/* the VMA allowed writes when managed */
+	struct uhmm__psblock *blk;
+	size_t blk_off;		/* page index of @start within @blk */
+};
+
+static inline uint64_t *uhmm__area_ps(const struct uhmm__area *a, uintptr_t addr)
+{
+	return &a->blk->ps[a->blk_off + ((addr - a->start) >> UHMM__PAGE_SHIFT)];
+}
+
+/* The sorted, non-overlapping table of areas (area.c). Under mm->lock. */
+struct uhmm__areas {
+	struct uhmm__area *v;
+	size_t n, cap;
+};
+
+struct uhmm_mm {
+	int uffd;
+	int maps_fd;	 /* /proc/self/maps: VMA lookups */
+	int pagemap_fd;	 /* /proc/self/pagemap: PAGEMAP_SCAN */
+	int stop_fd;	 /* eventfd: tells the service threads to exit */
+	enum uhmm_fault_mode mode;
+	struct uhmm_caps caps;
+	pid_t pid;		/* the creating process; children must not serve */
+	atomic_bool orphan;	/* set in a fork child: the fd no longer tracks us */
+	int slot;		/* index in the global registry */
+
+	pthread_mutex_t event_lock; /* see the locking order above */
+	pthread_mutex_t lock;
+	struct uhmm__areas areas;
+
+	unsigned int nthreads;
+	pthread_t threads[UHMM__MAX_THREADS];
+
+	struct {
+		atomic_uint_fast64_t faults, faults_zero;
+		atomic_uint_fast64_t unmap, remove, remap;
+	} stats;
+};
+
+/* --- area.c -------------------------------------------------------------- */
+
+/* The area containing @addr, or NULL. Under mm->lock. */
+struct uhmm__area *uhmm__area_find(struct uhmm__areas *t, uintptr_t addr);
+/* Index of the first area with end > @addr (n if none). Under mm->lock. */
+size_t uhmm__area_lower(const struct uhmm__areas *t, uintptr_t addr);
+/*
+ * Cut [start, end) out of the table: areas straddling a boundary are split,
+ * the pieces inside are removed. If @moved is not NULL, the removed pieces
+ * are appended to it (with their block references) instead of released.
+ * Return: 0, or -ENOMEM (table unchanged).
+ */
+int uhmm__areas_cut(struct uhmm__areas *t, uintptr_t start, uintptr_t end,
+		    struct uhmm__areas *moved);
+/* Insert an area (no overlap allowed). Return 0 or -ENOMEM. */
+int uhmm__areas_insert(struct uhmm__areas *t, const struct uhmm__area *a);
+void uhmm__areas_release(struct uhmm__areas *t);
+/* A fresh block of zeroed states. Return NULL on failure. */
+struct uhmm__psblock *uhmm__psblock_new(size_t npages);
+void uhmm__psblock_put(struct uhmm__psblock *b);
+
+/* --- mm.c ---------------------------------------------------------------- */
+
+/* Wait until every event read from the uffd so far has been applied. */
+void uhmm__mm_event_barrier(struct uhmm_mm *mm);
+/* Is this mm live in this process (not a fork child's stale copy)? */
+bool uhmm__mm_live(const struct uhmm_mm *mm);
+/* Registry access for the signal handler and the interposers. AS-safe. */
+struct uhmm_mm *uhmm__mm_slot(int i);
+extern atomic_int uhmm__mm_count;
+extern atomic_int uhmm__sig_inflight;
+/* Manage a range with mm->event_lock held (used on first device use too). */
+int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned int flags);
+
+/*
+ * Bytes of bookkeeping the mm spends on managed memory (area table and page
+ * states, counted by what is mapped for them) and the managed pages it
+ * covers. For `uhmm bench memory`.
+ */
+size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages);
+
+/* --- fault.c ------------------------------------------------------------- */
+
+int uhmm__service_start(struct uhmm_mm *mm, unsigned int nthreads);
+void uhmm__service_stop(struct uhmm_mm *mm);
+/*
+ * Resolve a CPU fault at @addr. Return 0 when resolved (or already
+ * resolved), -errno when this mm cannot resolve it (not registered here,
+ * range gone). AS-safe when @in_signal.
+ */
+int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal);
+int uhmm__sigbus_install(void);
+
+/* --- event.c ------------------------------------------------------------- */
+
+struct uffd_msg;
+/* Apply one non-fault message. Called with mm->event_lock held. */
+void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *msg);
+
+/* --- util.c: allocation with fault injection ----------------------------- */
+
+/*
+ * Every resource uhmm acquires (memory, fds, threads, mappings) first asks
+ * uhmm__inject_fail(): tests set a countdown with uhmm__inject_after(n) so
+ * that the n-th acquisition fails, and step n until an operation succeeds,
+ * proving that every error path releases what it took (STYLE.md 12).
+ */
+void uhmm__inject_after(long n); /* 0 disables */
+bool uhmm__inject_fail(void);
+void *uhmm__malloc(size_t size);
+void *uhmm__calloc(size_t n, size_t size);
+void *uhmm__realloc(void *p, size_t size);
+void uhmm__free(void *p);
+
+#endif /* UHMM_INTERNAL_H */

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test.h - what every uhmm test program uses: checks that name the line,
+ * skipping (exit 77) when the kernel lacks a feature, and small helpers.
+ */
+#ifndef UHMM_TEST_H
+#define UHMM_TEST_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "uhmm.h"
+
+#define TEST_SKIP 77
+#define PAGE_SIZE 4096ul
+
+#define CHECK(cond)                                                                  \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
+				#cond);                                              \
+			exit(1);                                                     \
+		}                                                                    \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                                 \
+	do {                                                                           \
+		long long _a = (long long)(a), _b = (long long)(b);                    \
+		if (_a != _b) {                                                        \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n",    \
+				__FILE__, __LINE__, #a, _a, #b, _b);                   \
+			exit(1);                                                       \
+		}                                                                      \
+	} while (0)
+
+static inline void __attribute__((noreturn, format(printf, 1, 2))) test_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "SKIP: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(TEST_SKIP);
+}
+
+/* A new mm in the mode UHMM_FAULT_MODE says; skip if the kernel cannot. */
+static inline struct uhmm_mm *test_mm_new(void)
+{
+	struct uhmm_mm *mm;
+	int r = uhmm_mm_new(&mm, NULL);
+
+	if (r == -EPERM || r == -ENOSYS || r == -EOPNOTSUPP)
+		test_skip("uhmm_mm_new: %s", uhmm_strerror(r));
+	if (r) {
+		fprintf(stderr, "uhmm_mm_new: %s\n", uhmm_strerror(r));
+		exit(1);
+	}
+	return mm;
+}
+
+static inline void *test_map(size_t len, int flags)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+
+	CHECK(p != MAP_FAILED);
+	return p;
+}
+
+#define test_anon(len) test_map(len, MAP_PRIVATE | MAP_ANONYMOUS)
+
+/* Deterministic pseudo-random numbers (xorshift64*), seeded per test. */
+static inline uint64_t test_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+#endif

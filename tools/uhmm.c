@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uhmm - the command line: what the kernel gives (info), the demo, and the
+ * benchmarks (bench). `uhmm help` lists the commands.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uhmm.h"
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: uhmm COMMAND [ARGS]\n"
+		"\n"
+		"commands:\n"
+		"  info [--json]                      what the kernel gives uhmm, and what degrades\n"
+		"  bench [--quick] [--json] [SUITE..] benchmarks beside their kernel floors\n"
+		"  help                               this text\n"
+		"\n"
+		"environment: UHMM_FAULT_MODE=thread|signal picks the fault mode.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "info"))
+		return uhmm_cli_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return uhmm_cli_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "uhmm: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
