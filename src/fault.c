@@ -38,14 +38,19 @@ static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
 {
 	int r;
 
+	/*
+	 * Counted before the ioctl: the ioctl wakes the faulting thread, and a
+	 * counter bumped after it would race with that thread reading stats.
+	 */
+	atomic_fetch_add_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
 	if (write)
 		r = uhmm__uffd_copy(mm->uffd, page, zero_page, UHMM__PAGE_SIZE, 0, NULL);
 	else
 		r = uhmm__uffd_zeropage(mm->uffd, page, UHMM__PAGE_SIZE, 0, NULL);
 	if (r == -EEXIST)
 		r = 0; /* resolved by someone else meanwhile */
-	if (!r)
-		atomic_fetch_add_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
+	if (r)
+		atomic_fetch_sub_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
 	return r;
 }
 
@@ -63,9 +68,10 @@ int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_
 	 * that no thread ever waits forever; the ioctl itself says whether the
 	 * page is ours (-ENOENT/-EINVAL when it is not).
 	 */
+	atomic_fetch_add_explicit(&mm->stats.faults, 1, memory_order_relaxed); /* see fill_zero */
 	r = fill_zero(mm, page, write);
-	if (!r)
-		atomic_fetch_add_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+	if (r)
+		atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
 	return r;
 }
 
