@@ -157,8 +157,8 @@ void uhmm_mm_caps(const struct uhmm_mm *mm, struct uhmm_caps *caps);
  * @flags: 0 or UHMM_MANAGE_MIRROR_ONLY.
  *
  * The contents are kept. Managing a range that is already managed with the
- * same flags is a cheap no-op (idempotent); adjacent or overlapping areas
- * with the same flags are joined. Anonymous private memory, shmem (MAP_SHARED
+ * same flags is a cheap no-op (idempotent); where it partly is, only the
+ * parts not yet managed are added. Anonymous private memory, shmem (MAP_SHARED
  * anonymous, memfd, tmpfs files) and file-backed mappings can be managed;
  * file-backed memory on other file systems cannot be registered with
  * userfaultfd, so it is tracked by uhmm (mirror, invalidations through the
@@ -254,6 +254,212 @@ void uhmm_mm_stats(struct uhmm_mm *mm, struct uhmm_mm_stats *out);
  * Async-signal-safe.
  */
 bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext);
+
+
+/* ------------------------------------------------------------------------
+ * Mirror: interval notifiers and uhmm_range_fault (Linux: mmu_interval_notifier,
+ * hmm_range_fault; Documentation/mm/hmm.rst). See docs/MIRROR.md.
+ * ------------------------------------------------------------------------ */
+
+/**
+ * enum uhmm_notify_event - why a range is being invalidated (the kernel's
+ * enum mmu_notifier_event).
+ * @UHMM_NOTIFY_UNMAP: the range is being unmapped (munmap, mmap(MAP_FIXED)
+ *	over it, the shrinking part of mremap).
+ * @UHMM_NOTIFY_CLEAR: pages are being dropped but the range stays mapped
+ *	(MADV_DONTNEED/REMOVE/FREE), or device-exclusive access is revoked.
+ * @UHMM_NOTIFY_PROTECTION_VMA: the range's protection is changing (mprotect).
+ * @UHMM_NOTIFY_PROTECTION_PAGE: uhmm is write-protecting pages itself.
+ * @UHMM_NOTIFY_MIGRATE: pages are migrating; owner says who migrates them.
+ * @UHMM_NOTIFY_EXCLUSIVE: a device takes pages exclusively; owner is it.
+ * @UHMM_NOTIFY_RELEASE: the uhmm_mm is going away (uhmm_mm_free).
+ * @UHMM_NOTIFY_REMAP: the range is moving to another address (mremap).
+ */
+enum uhmm_notify_event {
+	UHMM_NOTIFY_UNMAP = 0,
+	UHMM_NOTIFY_CLEAR,
+	UHMM_NOTIFY_PROTECTION_VMA,
+	UHMM_NOTIFY_PROTECTION_PAGE,
+	UHMM_NOTIFY_MIGRATE,
+	UHMM_NOTIFY_EXCLUSIVE,
+	UHMM_NOTIFY_RELEASE,
+	UHMM_NOTIFY_REMAP,
+};
+
+/** uhmm_notify_event_name() - "UNMAP", "CLEAR", ... ("?" if unknown). */
+const char *uhmm_notify_event_name(enum uhmm_notify_event event);
+
+/**
+ * struct uhmm_notifier_range - what an invalidation covers.
+ * @start, @end: [start, end), page-aligned.
+ * @event: why.
+ * @owner: the device (pgmap owner) that caused it, or NULL (the CPU side).
+ */
+struct uhmm_notifier_range {
+	uintptr_t start, end;
+	enum uhmm_notify_event event;
+	void *owner;
+};
+
+struct uhmm_interval_notifier;
+
+/**
+ * struct uhmm_interval_notifier_ops - the device's side of a notifier.
+ * @invalidate: the range [range->start, range->end) of the notifier's
+ *	interval is about to change (or, for events uhmm learns only from the
+ *	kernel afterwards, has changed; see docs/MIRROR.md). The device must
+ *	take the lock it holds around uhmm_interval_read_retry(), call
+ *	uhmm_interval_set_seq(n, cur_seq), stop using the range (clear its
+ *	page-table entries), drop the lock and return true.
+ *	Called from: the thread that changes the mapping (interposed munmap,
+ *	mremap, madvise, mprotect, mmap MAP_FIXED), a uhmm service thread
+ *	(events from raw syscalls), or the thread migrating / freeing. May
+ *	block briefly; must not touch managed memory of the same mm, call
+ *	uhmm_interval_notifier_insert()/_remove(), or munmap/mprotect managed
+ *	memory (it could deadlock). Return: true (false is reserved).
+ */
+struct uhmm_interval_notifier_ops {
+	bool (*invalidate)(struct uhmm_interval_notifier *n,
+			   const struct uhmm_notifier_range *range, unsigned long cur_seq);
+};
+
+/**
+ * struct uhmm_interval_notifier - an interval of the address space a device
+ * mirrors. Embedded by the caller; every field is private to uhmm.
+ */
+struct uhmm_interval_notifier {
+	struct uhmm_interval_notifier *_left, *_right; /* interval treap */
+	uint64_t _prio;
+	uintptr_t _start, _last, _max_last;		/* [start, last], subtree max */
+	struct uhmm_mm *_mm;
+	const struct uhmm_interval_notifier_ops *_ops;
+	unsigned long _invalidate_seq;			/* atomic */
+};
+
+/**
+ * uhmm_interval_notifier_insert() - start mirroring [start, start+length).
+ * @n: caller-owned, not yet inserted.
+ * @mm: the address space; @start/@length need not be managed: unmanaged
+ *	memory is notified for what the interposed calls see (docs/MIRROR.md).
+ * @ops: callbacks; must outlive the insertion.
+ * May block while an invalidation of the mm is running.
+ * Return: 0, or -EINVAL (NULL argument, zero or overflowing length).
+ */
+int uhmm_interval_notifier_insert(struct uhmm_interval_notifier *n, struct uhmm_mm *mm,
+				  uintptr_t start, size_t length,
+				  const struct uhmm_interval_notifier_ops *ops);
+
+/**
+ * uhmm_interval_notifier_remove() - stop mirroring. Waits for any running
+ * invalidate callback of @n to return; after it, @n is never called again
+ * and may be freed. Must not be called from an invalidate callback.
+ */
+void uhmm_interval_notifier_remove(struct uhmm_interval_notifier *n);
+
+/**
+ * uhmm_interval_read_begin() - begin a read side critical section: returns
+ * the sequence to pass to uhmm_interval_read_retry(). Waits while an
+ * invalidation that covers @n is running. Never call with the device lock
+ * held (the invalidate callback takes it).
+ */
+unsigned long uhmm_interval_read_begin(struct uhmm_interval_notifier *n);
+
+/**
+ * uhmm_interval_read_retry() - did an invalidation run since read_begin?
+ * Call with the device lock held (the lock the invalidate callback takes);
+ * false means the device's view is still valid and may be committed.
+ */
+bool uhmm_interval_read_retry(struct uhmm_interval_notifier *n, unsigned long seq);
+
+/**
+ * uhmm_interval_check_retry() - the same test without the lock, as a hint to
+ * give up early; a false answer must be confirmed by read_retry.
+ */
+bool uhmm_interval_check_retry(struct uhmm_interval_notifier *n, unsigned long seq);
+
+/**
+ * uhmm_interval_set_seq() - record an invalidation, from the invalidate
+ * callback, under the device lock.
+ */
+void uhmm_interval_set_seq(struct uhmm_interval_notifier *n, unsigned long cur_seq);
+
+/*
+ * Entries of uhmm_range.hmm_pfns (Linux HMM_PFN_*): one unsigned long per
+ * 4 KiB page. Output flags live in the high bits, the mapping order in bits
+ * 52..56, the frame in bits 0..51. Inputs use the same bits: REQ_FAULT asks
+ * for the page to be faulted in, REQ_WRITE for it to be writable.
+ */
+#define UHMM_PFN_VALID (1UL << 63)		/* output: entry is valid */
+#define UHMM_PFN_WRITE (1UL << 62)		/* output: device may write */
+#define UHMM_PFN_ERROR (1UL << 61)		/* output: unmapped or no access */
+#define UHMM_PFN_ZERO (1UL << 60)		/* output: the shared zero page */
+#define UHMM_PFN_DEVICE_PRIVATE (1UL << 59)	/* output: frame is a device page */
+#define UHMM_PFN_ORDER_SHIFT 52
+#define UHMM_PFN_ORDER_MASK (0x1fUL << UHMM_PFN_ORDER_SHIFT)
+#define UHMM_PFN_FRAME_MASK ((1UL << UHMM_PFN_ORDER_SHIFT) - 1)
+#define UHMM_PFN_FLAGS (~UHMM_PFN_FRAME_MASK)
+#define UHMM_PFN_REQ_FAULT UHMM_PFN_VALID	/* input */
+#define UHMM_PFN_REQ_WRITE UHMM_PFN_WRITE	/* input */
+
+/** uhmm_pfn_order() - log2 of the mapping size in pages (0, 9 for 2 MiB). */
+static inline unsigned int uhmm_pfn_order(unsigned long pfn)
+{
+	return (unsigned int)((pfn & UHMM_PFN_ORDER_MASK) >> UHMM_PFN_ORDER_SHIFT);
+}
+
+/** uhmm_pfn_frame() - the frame: addr >> 12 for system memory, the device
+ * page index for UHMM_PFN_DEVICE_PRIVATE entries. */
+static inline unsigned long uhmm_pfn_frame(unsigned long pfn)
+{
+	return pfn & UHMM_PFN_FRAME_MASK;
+}
+
+/**
+ * struct uhmm_range - one uhmm_range_fault() request (Linux struct hmm_range).
+ * @notifier: in: the interval notifier covering the range.
+ * @notifier_seq: in: from uhmm_interval_read_begin().
+ * @start, @end: in: [start, end), page-aligned.
+ * @hmm_pfns: in/out: (end - start) / 4096 entries: request flags in,
+ *	results out.
+ * @default_flags: in: request flags applied to every entry.
+ * @pfn_flags_mask: in: which per-entry request bits count.
+ * @dev_private_owner: in: device pages of this owner are reported (not
+ *	faulted home); other owners' device pages are faulted home when a
+ *	fault is requested and reported as not present otherwise.
+ */
+struct uhmm_range {
+	struct uhmm_interval_notifier *notifier;
+	unsigned long notifier_seq;
+	uintptr_t start, end;
+	unsigned long *hmm_pfns;
+	unsigned long default_flags;
+	unsigned long pfn_flags_mask;
+	void *dev_private_owner;
+};
+
+/**
+ * uhmm_range_fault() - snapshot and, where asked, fault in a range: the
+ * device's view of the CPU page table (Linux hmm_range_fault()).
+ *
+ * Per entry the request is (entry & pfn_flags_mask) | default_flags. With
+ * no request the entry is a snapshot: nothing is faulted in. Outputs:
+ * VALID (+ WRITE) with the frame and order for present memory; VALID|ZERO
+ * for the zero page (never WRITE); VALID|DEVICE_PRIVATE with the device page
+ * for dev_private_owner's pages; 0 for not present; ERROR for unmapped or
+ * PROT_NONE addresses in snapshot entries.
+ *
+ * Return: 0 with every entry filled, or
+ *  -EINVAL  unaligned or empty range, NULL notifier or hmm_pfns;
+ *  -EFAULT  a fault was requested on an unmapped or PROT_NONE address, or
+ *           faulting in failed (the page cannot be read);
+ *  -EPERM   a write was requested on memory that is not writable;
+ *  -EBUSY   the notifier's sequence moved (an invalidation ran): take a new
+ *           notifier_seq with uhmm_interval_read_begin() and call again;
+ *  -ENOMEM  out of memory.
+ * On error the contents of hmm_pfns are unspecified (partly written); pages
+ * already faulted in stay faulted in, as in the kernel.
+ */
+int uhmm_range_fault(struct uhmm_range *range);
 
 #ifdef __cplusplus
 }

@@ -90,19 +90,41 @@ static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t
 	pthread_mutex_unlock(&mm->lock);
 }
 
+/*
+ * Devices must hear of the change. When an interposed call made it, they
+ * already did, before it happened; otherwise (a raw syscall, libc's own
+ * munmap in free()) this is the first anyone hears of it: announce it now,
+ * after the fact, the best that can be done (docs/MIRROR.md).
+ */
+static void announce(struct uhmm_mm *mm, int uffd_event, uintptr_t start, uintptr_t end,
+		     enum uhmm_notify_event event)
+{
+	bool done;
+
+	pthread_mutex_lock(&mm->lock);
+	done = uhmm__suppressed(mm, start, end, uffd_event);
+	pthread_mutex_unlock(&mm->lock);
+	if (!done)
+		uhmm__invalidate(mm, start, end, event, NULL);
+}
+
 void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *m)
 {
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 		atomic_fetch_add_explicit(&mm->stats.unmap, 1, memory_order_relaxed);
+		announce(mm, m->event, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_UNMAP);
 		apply_unmap(mm, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMOVE:
 		atomic_fetch_add_explicit(&mm->stats.remove, 1, memory_order_relaxed);
+		announce(mm, m->event, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_CLEAR);
 		apply_remove(mm, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		atomic_fetch_add_explicit(&mm->stats.remap, 1, memory_order_relaxed);
+		announce(mm, m->event, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len,
+			 UHMM_NOTIFY_REMAP);
 		apply_remap(mm, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
 		break;
 	default:

@@ -117,6 +117,30 @@ struct uhmm__areas {
 	size_t n, cap;
 };
 
+/* The notifiers of an mm (notifier.c). */
+struct uhmm__notifiers {
+	pthread_rwlock_t tree_lock;	/* the treap; callbacks run under read */
+	pthread_mutex_t seq_lock;	/* invalidate_seq, active */
+	pthread_cond_t seq_cond;	/* signalled when active drops to 0 */
+	unsigned long invalidate_seq;	/* odd while active > 0 */
+	unsigned int active;		/* invalidations between begin and end */
+	struct uhmm_interval_notifier *root;
+	size_t count;
+	uint64_t rng;			/* treap priorities; under tree_lock */
+};
+
+/*
+ * Invalidations the calling thread is announcing itself (interposed calls)
+ * so that the matching userfaultfd event, applied later by a service
+ * thread, does not announce them a second time. Under mm->lock.
+ */
+#define UHMM__MAX_SUPPRESS 16
+struct uhmm__suppress {
+	uintptr_t start, end;
+	int event; /* UFFD_EVENT_* */
+	bool used;
+};
+
 struct uhmm_mm {
 	int uffd;
 	int maps_fd;	 /* /proc/self/maps: VMA lookups */
@@ -134,6 +158,10 @@ struct uhmm_mm {
 
 	unsigned int nthreads;
 	pthread_t threads[UHMM__MAX_THREADS];
+
+	struct uhmm__notifiers notifiers;
+	void *pagemap_owners[256];	/* slot -> owner; slot 0 unused; under lock */
+	struct uhmm__suppress suppress[UHMM__MAX_SUPPRESS];
 
 	struct {
 		atomic_uint_fast64_t faults, faults_zero;
@@ -182,6 +210,12 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
  */
 size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages);
 
+/*
+ * The owner of the pagemap in @slot (1..255), or NULL. Pagemaps register
+ * their owner in the mm's slot table when they first hold one of its pages.
+ */
+void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot);
+
 /* --- fault.c ------------------------------------------------------------- */
 
 int uhmm__service_start(struct uhmm_mm *mm, unsigned int nthreads);
@@ -199,6 +233,28 @@ int uhmm__sigbus_install(void);
 struct uffd_msg;
 /* Apply one non-fault message. Called with mm->event_lock held. */
 void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *msg);
+
+/* --- notifier.c ---------------------------------------------------------- */
+
+void uhmm__notifiers_init(struct uhmm__notifiers *ns);
+void uhmm__notifiers_fini(struct uhmm__notifiers *ns);
+/* Announce @range to every overlapping notifier; return how many. */
+unsigned int uhmm__invalidate_begin(struct uhmm_mm *mm, const struct uhmm_notifier_range *range);
+void uhmm__invalidate_end(struct uhmm_mm *mm);
+/* begin + end, for changes already made or made atomically by the caller. */
+void uhmm__invalidate(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
+		      enum uhmm_notify_event event, void *owner);
+/* RELEASE to all, then detach every notifier (uhmm_mm_free). */
+void uhmm__notifiers_release(struct uhmm_mm *mm);
+size_t uhmm__notifiers_count(struct uhmm_mm *mm);
+
+/* --- interpose.c ---------------------------------------------------------- */
+
+/* Suppression of the event an interposed call will cause (see above). */
+int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
+void uhmm__suppress_del(struct uhmm_mm *mm, int slot);
+/* Under mm->lock: was this event announced by an interposed call? */
+bool uhmm__suppressed(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
 
 /* --- util.c: allocation with fault injection ----------------------------- */
 

@@ -51,6 +51,12 @@ static void atfork_child(void)
 			/* The parent may have held them at fork time. */
 			pthread_mutex_init(&mm->event_lock, NULL);
 			pthread_mutex_init(&mm->lock, NULL);
+			pthread_rwlock_init(&mm->notifiers.tree_lock, NULL);
+			pthread_mutex_init(&mm->notifiers.seq_lock, NULL);
+			pthread_cond_init(&mm->notifiers.seq_cond, NULL);
+			mm->notifiers.active = 0; /* the threads that ran them are gone */
+			if (mm->notifiers.invalidate_seq & 1)
+				mm->notifiers.invalidate_seq++;
 		}
 	}
 }
@@ -273,6 +279,7 @@ UHMM__EXPORT int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *
 	mm->pid = getpid();
 	pthread_mutex_init(&mm->event_lock, NULL);
 	pthread_mutex_init(&mm->lock, NULL);
+	uhmm__notifiers_init(&mm->notifiers);
 
 	r = mm_open_fds(mm, mode);
 	if (r)
@@ -295,6 +302,7 @@ out_unregistry:
 	registry_del(mm);
 out_close:
 	mm_close_fds(mm);
+	uhmm__notifiers_fini(&mm->notifiers);
 	pthread_mutex_destroy(&mm->lock);
 	pthread_mutex_destroy(&mm->event_lock);
 	uhmm__free(mm);
@@ -305,6 +313,8 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 {
 	if (!mm)
 		return;
+	if (uhmm__mm_live(mm) && mm->pid == getpid())
+		uhmm__notifiers_release(mm);
 	registry_del(mm);
 	if (uhmm__mm_live(mm) && mm->pid == getpid())
 		uhmm__service_stop(mm);
@@ -315,6 +325,7 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 	 */
 	mm_close_fds(mm);
 	uhmm__areas_release(&mm->areas);
+	uhmm__notifiers_fini(&mm->notifiers);
 	pthread_mutex_destroy(&mm->lock);
 	pthread_mutex_destroy(&mm->event_lock);
 	uhmm__free(mm);
@@ -362,4 +373,9 @@ UHMM__EXPORT size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
 	pthread_mutex_unlock(&mm->lock);
 	*managed_pages = pages;
 	return bytes;
+}
+
+void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot)
+{
+	return slot < 256 ? mm->pagemap_owners[slot] : NULL;
 }
