@@ -250,6 +250,8 @@ size_t uhmm__notifiers_count(struct uhmm_mm *mm);
 
 /* --- interpose.c ---------------------------------------------------------- */
 
+/* Resolve the next munmap/mremap/... (dlsym); from uhmm_mm_new(). */
+void uhmm__interpose_init(void);
 /* Suppression of the event an interposed call will cause (see above). */
 int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
 void uhmm__suppress_del(struct uhmm_mm *mm, int slot);

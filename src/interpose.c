@@ -80,24 +80,34 @@ typedef int (*mprotect_fn)(void *, size_t, int);
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 
 /*
- * Resolved once with dlsym(RTLD_NEXT): libc's, or a sanitizer's interceptor
- * which then calls libc's. If resolution fails, the raw syscall is used.
+ * The next definitions: libc's, or a sanitizer's interceptor which then
+ * calls libc's. They are resolved with dlsym(RTLD_NEXT) by
+ * uhmm__interpose_init(), called from uhmm_mm_new(): never from inside an
+ * interposed call, which can run before the process (or a sanitizer
+ * runtime) is ready for dlsym. Until then, and if resolution fails, the
+ * raw syscall is used.
  */
+static void *_Atomic next_munmap_p, *_Atomic next_mremap_p, *_Atomic next_madvise_p,
+	*_Atomic next_mprotect_p, *_Atomic next_mmap_p;
+
+void uhmm__interpose_init(void)
+{
+	atomic_store(&next_munmap_p, dlsym(RTLD_NEXT, "munmap"));
+	atomic_store(&next_mremap_p, dlsym(RTLD_NEXT, "mremap"));
+	atomic_store(&next_madvise_p, dlsym(RTLD_NEXT, "madvise"));
+	atomic_store(&next_mprotect_p, dlsym(RTLD_NEXT, "mprotect"));
+	atomic_store(&next_mmap_p, dlsym(RTLD_NEXT, "mmap"));
+}
+
 static void *next_sym(const char *name, void *_Atomic *cache)
 {
-	void *p = atomic_load_explicit(cache, memory_order_acquire);
-
-	if (!p) {
-		p = dlsym(RTLD_NEXT, name);
-		atomic_store_explicit(cache, p, memory_order_release);
-	}
-	return p;
+	(void)name;
+	return atomic_load_explicit(cache, memory_order_acquire);
 }
 
 static int next_munmap(void *a, size_t l)
 {
-	static void *_Atomic c;
-	munmap_fn f = (munmap_fn)next_sym("munmap", &c);
+	munmap_fn f = (munmap_fn)next_sym("munmap", &next_munmap_p);
 
 	if (f)
 		return f(a, l);
@@ -106,8 +116,7 @@ static int next_munmap(void *a, size_t l)
 
 static void *next_mremap(void *a, size_t ol, size_t nl, int fl, void *na)
 {
-	static void *_Atomic c;
-	mremap_fn f = (mremap_fn)next_sym("mremap", &c);
+	mremap_fn f = (mremap_fn)next_sym("mremap", &next_mremap_p);
 
 	if (f)
 		return f(a, ol, nl, fl, na);
@@ -116,8 +125,7 @@ static void *next_mremap(void *a, size_t ol, size_t nl, int fl, void *na)
 
 static int next_madvise(void *a, size_t l, int adv)
 {
-	static void *_Atomic c;
-	madvise_fn f = (madvise_fn)next_sym("madvise", &c);
+	madvise_fn f = (madvise_fn)next_sym("madvise", &next_madvise_p);
 
 	if (f)
 		return f(a, l, adv);
@@ -126,8 +134,7 @@ static int next_madvise(void *a, size_t l, int adv)
 
 static int next_mprotect(void *a, size_t l, int prot)
 {
-	static void *_Atomic c;
-	mprotect_fn f = (mprotect_fn)next_sym("mprotect", &c);
+	mprotect_fn f = (mprotect_fn)next_sym("mprotect", &next_mprotect_p);
 
 	if (f)
 		return f(a, l, prot);
@@ -136,8 +143,7 @@ static int next_mprotect(void *a, size_t l, int prot)
 
 static void *next_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
 {
-	static void *_Atomic c;
-	mmap_fn f = (mmap_fn)next_sym("mmap", &c);
+	mmap_fn f = (mmap_fn)next_sym("mmap", &next_mmap_p);
 
 	if (f)
 		return f(a, l, prot, fl, fd, off);

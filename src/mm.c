@@ -63,6 +63,7 @@ static void atfork_child(void)
 
 static void atfork_setup(void)
 {
+	uhmm__interpose_init();
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 

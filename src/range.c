@@ -227,7 +227,7 @@ static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uint
 	struct uhmm__area *a = uhmm__area_find(&mm->areas, addr);
 	uint64_t ps;
 
-	if (!a)
+	if (!r->dev_private_owner || !a)
 		return 0;
 	ps = *uhmm__area_ps(a, addr);
 	if ((ps & UHMM__PS_RES_MASK) != UHMM__PS_RES_DEVICE || !r->dev_private_owner ||
@@ -241,32 +241,31 @@ static void fill_entries(struct uhmm_mm *mm, struct uhmm_range *r, const struct 
 			 uintptr_t s, uintptr_t e, const uint8_t *cat)
 {
 	size_t i0 = (s - r->start) >> UHMM__PAGE_SHIFT, n = (e - s) >> UHMM__PAGE_SHIFT;
-	bool locked = false;
+	unsigned long *out = r->hmm_pfns + i0, frame = s >> UHMM__PAGE_SHIFT;
+	unsigned long flags[16];
 
-	for (size_t k = 0; k < n; k++) {
-		uintptr_t addr = s + (k << UHMM__PAGE_SHIFT);
-		uint8_t c = cat[k];
-		unsigned long v;
+	/* The flags of each snapshot byte, computed once, not per page. */
+	for (unsigned int c = 0; c < 16; c++) {
+		unsigned long v = UHMM_PFN_VALID |
+				  ((unsigned long)vma_order(vma, (uint8_t)c) << UHMM_PFN_ORDER_SHIFT);
 
-		if (!(c & C_PRESENT)) {
-			/* Not in the CPU page table: a device may hold it. */
-			if (!locked) {
-				pthread_mutex_lock(&mm->lock);
-				locked = true;
-			}
-			r->hmm_pfns[i0 + k] = device_entry(mm, r, addr);
-			continue;
-		}
-		v = UHMM_PFN_VALID | ((unsigned long)vma_order(vma, c) << UHMM_PFN_ORDER_SHIFT) |
-		    ((addr >> UHMM__PAGE_SHIFT) & UHMM_PFN_FRAME_MASK);
 		if (c & C_ZERO)
 			v |= UHMM_PFN_ZERO;
 		else if (vma->write && !(c & C_WP))
 			v |= UHMM_PFN_WRITE;
-		r->hmm_pfns[i0 + k] = v;
+		flags[c] = c & C_PRESENT ? v : 0;
 	}
-	if (locked)
-		pthread_mutex_unlock(&mm->lock);
+	for (size_t k = 0; k < n; k++)
+		out[k] = flags[cat[k] & 15] ? flags[cat[k] & 15] | ((frame + k) & UHMM_PFN_FRAME_MASK)
+					    : 0;
+	/* Not in the CPU page table: a device of dev_private_owner may hold it. */
+	if (!r->dev_private_owner)
+		return;
+	pthread_mutex_lock(&mm->lock);
+	for (size_t k = 0; k < n; k++)
+		if (!(cat[k] & C_PRESENT))
+			out[k] = device_entry(mm, r, s + (k << UHMM__PAGE_SHIFT));
+	pthread_mutex_unlock(&mm->lock);
 }
 
 #define WINDOW_PAGES 65536 /* 256 MiB of entries per scan buffer */
@@ -303,6 +302,9 @@ static int range_vma(struct uhmm_mm *mm, struct uhmm_range *r, const struct uhmm
 
 			if (ret)
 				return ret;
+			/* A pure snapshot has nothing to check. */
+			if (!(r->default_flags & REQ) && !(r->pfn_flags_mask & REQ))
+				break;
 			if (!any_unmet(mm, r, w, we, cat))
 				break;
 			/* A concurrent change undid a fault-in: the caller must retry. */
