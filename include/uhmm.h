@@ -234,6 +234,15 @@ struct uhmm_area_info {
 size_t uhmm_mm_areas(struct uhmm_mm *mm, struct uhmm_area_info *out, size_t max);
 
 /**
+ * uhmm_mapping_find() - the mapping (VMA) covering @addr.
+ * @start, @end: out: the mapping, [start, end).
+ * @prot: out: its PROT_READ / PROT_WRITE / PROT_EXEC bits.
+ * Return: 0, -ENOENT (nothing mapped at @addr), or -errno.
+ */
+int uhmm_mapping_find(struct uhmm_mm *mm, uintptr_t addr, uintptr_t *start, uintptr_t *end,
+		      int *prot);
+
+/**
  * struct uhmm_mm_stats - counters since uhmm_mm_new(). Monotonic.
  */
 struct uhmm_mm_stats {

@@ -371,6 +371,9 @@ UHMM__EXPORT int uhmm_unmanage(struct uhmm_mm *mm, void *addr, size_t len)
 
 	if (!mm || r)
 		return -EINVAL;
+	/* Unmanaged memory is ordinary memory: everything comes home first. */
+	uhmm__mm_bring_home(mm, start, start + len);
+	uhmm__exclusive_revoke_range(mm, start, start + len);
 	pthread_mutex_lock(&mm->event_lock);
 	pthread_mutex_lock(&mm->lock);
 	r = uhmm__areas_cut(&mm->areas, start, start + len, &gone);

@@ -25,7 +25,11 @@
 
 static void apply_unmap(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
+	struct uhmm__put_list puts = { 0 };
+
 	pthread_mutex_lock(&mm->lock);
+	/* Device pages holding data of the range are freed with it. */
+	uhmm__discard_device_pages(mm, start, end, &puts);
 	/*
 	 * -ENOMEM here (the table could not grow for a split) leaves stale
 	 * areas over an unmapped range; they are harmless (faults there
@@ -33,22 +37,23 @@ static void apply_unmap(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 	 */
 	uhmm__areas_cut(&mm->areas, start, end, NULL);
 	pthread_mutex_unlock(&mm->lock);
+	uhmm__put_list(&puts);
 }
 
 static void apply_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
-	struct uhmm__areas *t = &mm->areas;
+	struct uhmm__put_list puts = { 0 };
 
+	/*
+	 * The pages are dropped wherever they live, as the kernel zaps
+	 * device-private entries: device pages are freed, states reset.
+	 * Pages being migrated are left to their migration (uhmm's own
+	 * copy-then-drop path raises this event for them too).
+	 */
 	pthread_mutex_lock(&mm->lock);
-	for (size_t i = uhmm__area_lower(t, start); i < t->n && t->v[i].start < end; i++) {
-		struct uhmm__area *a = &t->v[i];
-		uintptr_t s = a->start > start ? a->start : start;
-		uintptr_t e = a->end < end ? a->end : end;
-
-		/* The pages are gone: nothing of them lives anywhere else. */
-		memset(uhmm__area_ps(a, s), 0, ((e - s) >> UHMM__PAGE_SHIFT) * sizeof(uint64_t));
-	}
+	uhmm__discard_device_pages(mm, start, end, &puts);
 	pthread_mutex_unlock(&mm->lock);
+	uhmm__put_list(&puts);
 }
 
 static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t len)

@@ -26,12 +26,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-static const char zero_page[UHMM__PAGE_SIZE] __attribute__((aligned(4096)));
+const char uhmm__zero_page[UHMM__PAGE_SIZE] __attribute__((aligned(4096)));
 
 /* Zero-fill the page at @addr the way the kernel's first touch would. */
 static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
@@ -44,7 +45,7 @@ static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
 	 */
 	atomic_fetch_add_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
 	if (write)
-		r = uhmm__uffd_copy(mm->uffd, page, zero_page, UHMM__PAGE_SIZE, 0, NULL);
+		r = uhmm__uffd_copy(mm->uffd, page, uhmm__zero_page, UHMM__PAGE_SIZE, 0, NULL);
 	else
 		r = uhmm__uffd_zeropage(mm->uffd, page, UHMM__PAGE_SIZE, 0, NULL);
 	if (r == -EEXIST)
@@ -57,22 +58,63 @@ static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
 int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal)
 {
 	uintptr_t page = addr & ~(UHMM__PAGE_SIZE - 1);
-	int r;
 
-	(void)in_signal;
-	/*
-	 * Page state is consulted here once devices hold pages (migration);
-	 * for now every page uhmm is asked about holds no data elsewhere.
-	 * Addresses outside any known area still get resolved when the VMA is
-	 * registered with our uffd (an mremap that grew a managed mapping), so
-	 * that no thread ever waits forever; the ioctl itself says whether the
-	 * page is ours (-ENOENT/-EINVAL when it is not).
-	 */
 	atomic_fetch_add_explicit(&mm->stats.faults, 1, memory_order_relaxed); /* see fill_zero */
-	r = fill_zero(mm, page, write);
-	if (r)
-		atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
-	return r;
+	for (;;) {
+		struct uhmm__area *a;
+		uint64_t ps = 0;
+		int r;
+
+		pthread_mutex_lock(&mm->lock);
+		a = uhmm__area_find(&mm->areas, page);
+		if (a)
+			ps = *uhmm__area_ps(a, page);
+		if (ps & UHMM__PS_MIGRATING) {
+			/* Isolated by a migration: wait for its finalize. */
+			unsigned int seq = atomic_load(&mm->mig_seq);
+
+			pthread_mutex_unlock(&mm->lock);
+			if (!in_signal)
+				return -EINPROGRESS; /* left pending; finalize wakes it */
+			uhmm__migration_wait(mm, seq);
+			continue;
+		}
+		if ((ps & UHMM__PS_RES_MASK) == UHMM__PS_RES_DEVICE) {
+			/* A device holds the page: bring it home (migrate_to_ram). */
+			pthread_mutex_unlock(&mm->lock);
+			r = uhmm__fault_device(mm, page, uhmm__ps_slot(ps));
+			if (r == -EAGAIN) {
+				if (!in_signal)
+					return -EINPROGRESS;
+				continue;
+			}
+			if (r) {
+				atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+				return -EIO; /* the device could not give it back */
+			}
+			return 0;
+		}
+		if (ps & UHMM__PS_EXCLUSIVE) {
+			pthread_mutex_unlock(&mm->lock);
+			r = uhmm__exclusive_revoke(mm, page);
+			if (r)
+				atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+			return r;
+		}
+		/*
+		 * Ordinary memory: zero-fill, under mm->lock so that a migration
+		 * cannot isolate the page between our look and the fill. Addresses
+		 * outside any known area still get filled when the VMA is
+		 * registered with our uffd (an mremap that grew a managed
+		 * mapping), so that no thread waits forever; the ioctl says
+		 * whether the page is ours at all (-ENOENT when it is not).
+		 */
+		r = fill_zero(mm, page, write);
+		pthread_mutex_unlock(&mm->lock);
+		if (r)
+			atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+		return r;
+	}
 }
 
 /* --- thread mode ------------------------------------------------------- */
@@ -91,13 +133,20 @@ static void serve_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
 		addr = (uintptr_t)m->arg.pagefault.address;
 		r = uhmm__fault_resolve(mm, addr, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
 					false);
+		if (r == -EINPROGRESS)
+			continue; /* a migration holds the page; its finalize wakes the thread */
 		/*
 		 * Could not resolve (the range went away under us, a fill
 		 * raced a remap): wake the thread so it retries its access
-		 * and meets whatever the address holds now. Never leave it.
+		 * and meets whatever the address holds now. If a device could
+		 * not give its page back, the access fails as the kernel's
+		 * would (VM_FAULT_SIGBUS): the thread gets SIGBUS.
 		 */
-		if (r)
+		if (r) {
+			if (r == -EIO && (mm->caps.uffd_features & UFFD_FEATURE_THREAD_ID))
+				syscall(SYS_tgkill, getpid(), m->arg.pagefault.feat.ptid, SIGBUS);
 			uhmm__uffd_wake(mm->uffd, addr & ~(UHMM__PAGE_SIZE - 1), UHMM__PAGE_SIZE);
+		}
 	}
 }
 

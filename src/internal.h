@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "uhmm.h"
+#include "uhmm/device.h"
 #include "sys/sys.h"
 
 #define UHMM__PAGE_SHIFT 12
@@ -141,6 +142,51 @@ struct uhmm__suppress {
 	bool used;
 };
 
+/* --- device memory (pagemap.c) --------------------------------------------- */
+
+#define UHMM__DPAGE_ALLOCATED 0x1u
+#define UHMM__DPAGE_DIRTY 0x2u /* storage may hold data: scrub before reuse */
+
+/*
+ * A device page's descriptor: 16 bytes (the budget). @ps points at the
+ * page-state word of the managed page whose data the device page holds (its
+ * reverse map), NULL when none; written under mm->lock. While the page is
+ * free, @next_free links the section's free list instead.
+ */
+struct uhmm__dpage {
+	atomic_uint refs;
+	uint32_t flags;
+	union {
+		uint64_t *ps;
+		uint64_t next_free;
+	};
+};
+_Static_assert(sizeof(struct uhmm__dpage) == 16, "16 bytes per device page");
+
+#define UHMM__SECTION_PAGES 512u
+#define UHMM__NO_PAGE UINT64_MAX
+
+struct uhmm__section {
+	char *storage;		/* host storage, 2 MiB aligned, or NULL */
+	bool removed;
+	unsigned int nfree;
+	uint64_t free_head;	/* index of the first free page, or UHMM__NO_PAGE */
+	struct uhmm__dpage desc[UHMM__SECTION_PAGES];
+};
+
+struct uhmm_pagemap {
+	struct uhmm_mm *mm;
+	unsigned int slot;	/* in mm->pagemaps, 1..255 */
+	struct uhmm_pagemap_config cfg;
+	pthread_mutex_t lock;	/* sections, free lists, flags, stats */
+	pthread_cond_t cond;	/* signalled on every put (teardown waits) */
+	struct uhmm__section *sections[4096];
+	unsigned int nsections, next_section;
+	uint64_t pages_total;
+	bool fail_next;
+	uint64_t migrated_to, migrated_from, faults, alloc_failures;
+};
+
 struct uhmm_mm {
 	int uffd;
 	int maps_fd;	 /* /proc/self/maps: VMA lookups */
@@ -160,7 +206,14 @@ struct uhmm_mm {
 	pthread_t threads[UHMM__MAX_THREADS];
 
 	struct uhmm__notifiers notifiers;
-	void *pagemap_owners[256];	/* slot -> owner; slot 0 unused; under lock */
+	struct uhmm_pagemap *pagemaps[256]; /* slot -> pagemap; slot 0 unused; under lock */
+	atomic_uint mig_seq;		/* bumped when a migration ends: futex for waiters */
+
+	/* Device-exclusive access (exclusive.c). */
+	pthread_mutex_t excl_lock;	/* creating the store, owner table */
+	struct uhmm_pagemap *excl_store;
+	void *excl_owners[256];
+	char excl_tag;			/* the store's owner: never a device */
 	struct uhmm__suppress suppress[UHMM__MAX_SUPPRESS];
 
 	struct {
@@ -210,11 +263,52 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
  */
 size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages);
 
-/*
- * The owner of the pagemap in @slot (1..255), or NULL. Pagemaps register
- * their owner in the mm's slot table when they first hold one of its pages.
- */
+/* The owner of the pagemap in @slot (1..255), or NULL. Under mm->lock. */
 void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot);
+/* Give a pagemap a slot (1..255) in the mm; return it or -ENOSPC. */
+int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
+void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
+
+/* --- pagemap.c / migrate.c ---------------------------------------------- */
+
+extern const char uhmm__zero_page[UHMM__PAGE_SIZE];
+struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t page);
+void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t page);
+/* Allocate @n (1, or 512 for a whole section) contiguous pages, scrubbed. */
+int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *page);
+/* Bring home the pages of [first, first+n) that hold data. */
+void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n);
+/*
+ * Bring a device page home for a CPU fault at @addr (its state said DEVICE
+ * in @slot). Return 0 when home, -EAGAIN when another migration holds the
+ * page (wait and retry), or -errno.
+ */
+int uhmm__fault_device(struct uhmm_mm *mm, uintptr_t addr, unsigned int slot);
+/* Give an exclusive page back to the CPU (a CPU touched it). 0 or -errno. */
+int uhmm__exclusive_revoke(struct uhmm_mm *mm, uintptr_t addr);
+/* Revoke every exclusive page of [start, end) (mprotect, fork, teardown). */
+void uhmm__exclusive_revoke_range(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/* Wait until the migration generation moves past @seq. AS-safe. */
+void uhmm__migration_wait(struct uhmm_mm *mm, unsigned int seq);
+/* Bring every device page of the mm in [start, end) home (any owner). */
+void uhmm__mm_bring_home(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/* The address whose state word is @ps, under mm->lock; 0 if unmapped. */
+uintptr_t uhmm__ps_to_addr(struct uhmm_mm *mm, const uint64_t *ps);
+/* Release the device pages whose states in [start, end) say DEVICE (not
+ * migrating): their data is being discarded (munmap, MADV_DONTNEED). The
+ * states are reset. Called with mm->lock held; puts happen after unlock
+ * through the returned list, released by uhmm__put_list(). */
+struct uhmm__put_list {
+	struct {
+		struct uhmm_pagemap *pg;
+		uint64_t page;
+	} *v;
+	size_t n, cap;
+};
+void uhmm__discard_device_pages(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
+				struct uhmm__put_list *out);
+int uhmm__put_list_add(struct uhmm__put_list *l, struct uhmm_pagemap *pg, uint64_t page);
+void uhmm__put_list(struct uhmm__put_list *l);
 
 /* --- fault.c ------------------------------------------------------------- */
 

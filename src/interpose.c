@@ -237,6 +237,13 @@ UHMM__EXPORT int mprotect(void *addr, size_t len, int prot)
 
 	if (no_mm() || !page_range(addr, len, &c.start, &c.end))
 		return next_mprotect(addr, len, prot);
+	/* A protection change revokes device-exclusive access first. */
+	for (int i = 0; i < UHMM__MAX_MMS; i++) {
+		struct uhmm_mm *mm = uhmm__mm_slot(i);
+
+		if (mm && uhmm__mm_live(mm))
+			uhmm__exclusive_revoke_range(mm, c.start, c.end);
+	}
 	change_begin(&c);
 	r = next_mprotect(addr, len, prot);
 	change_end(&c);

@@ -61,10 +61,29 @@ static void atfork_child(void)
 	}
 }
 
+/*
+ * Before fork: a child must never see zeros where its parent had data, and
+ * the kernel cannot follow device pages into it (no EVENT_FORK without
+ * CAP_SYS_PTRACE). So every page a device holds comes home first, and
+ * device-exclusive access is revoked; the child then starts with plain
+ * memory, copy-on-write shared with the parent.
+ */
+static void atfork_prepare(void)
+{
+	for (int i = 0; i < UHMM__MAX_MMS; i++) {
+		struct uhmm_mm *mm = uhmm__mm_slot(i);
+
+		if (mm && uhmm__mm_live(mm) && mm->pid == getpid()) {
+			uhmm__mm_bring_home(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
+			uhmm__exclusive_revoke_range(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
+		}
+	}
+}
+
 static void atfork_setup(void)
 {
 	uhmm__interpose_init();
-	pthread_atfork(NULL, NULL, atfork_child);
+	pthread_atfork(atfork_prepare, NULL, atfork_child);
 }
 
 static int registry_add(struct uhmm_mm *mm)
@@ -280,6 +299,7 @@ UHMM__EXPORT int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *
 	mm->pid = getpid();
 	pthread_mutex_init(&mm->event_lock, NULL);
 	pthread_mutex_init(&mm->lock, NULL);
+	pthread_mutex_init(&mm->excl_lock, NULL);
 	uhmm__notifiers_init(&mm->notifiers);
 
 	r = mm_open_fds(mm, mode);
@@ -314,8 +334,13 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 {
 	if (!mm)
 		return;
-	if (uhmm__mm_live(mm) && mm->pid == getpid())
+	if (uhmm__mm_live(mm) && mm->pid == getpid()) {
+		/* Memory stays, with its contents: nothing may stay on a device. */
+		uhmm__mm_bring_home(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
+		uhmm__exclusive_revoke_range(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
 		uhmm__notifiers_release(mm);
+	}
+	uhmm_pagemap_free(mm->excl_store);
 	registry_del(mm);
 	if (uhmm__mm_live(mm) && mm->pid == getpid())
 		uhmm__service_stop(mm);
@@ -327,6 +352,7 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 	mm_close_fds(mm);
 	uhmm__areas_release(&mm->areas);
 	uhmm__notifiers_fini(&mm->notifiers);
+	pthread_mutex_destroy(&mm->excl_lock);
 	pthread_mutex_destroy(&mm->lock);
 	pthread_mutex_destroy(&mm->event_lock);
 	uhmm__free(mm);
@@ -378,5 +404,48 @@ UHMM__EXPORT size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
 
 void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot)
 {
-	return slot < 256 ? mm->pagemap_owners[slot] : NULL;
+	return slot && slot < 256 && mm->pagemaps[slot] ? mm->pagemaps[slot]->cfg.owner : NULL;
+}
+
+int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg)
+{
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&mm->lock);
+	for (int i = 1; i < 256; i++) {
+		if (!mm->pagemaps[i]) {
+			mm->pagemaps[i] = pg;
+			r = i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mm->lock);
+	return r;
+}
+
+void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg)
+{
+	pthread_mutex_lock(&mm->lock);
+	mm->pagemaps[pg->slot] = NULL;
+	pthread_mutex_unlock(&mm->lock);
+}
+
+UHMM__EXPORT int uhmm_mapping_find(struct uhmm_mm *mm, uintptr_t addr, uintptr_t *start,
+				   uintptr_t *end, int *prot)
+{
+	struct uhmm__vma vma;
+	int r;
+
+	if (!mm)
+		return -EINVAL;
+	r = uhmm__vma_query(mm->maps_fd, addr, false, &vma);
+	if (r)
+		return r;
+	if (start)
+		*start = vma.start;
+	if (end)
+		*end = vma.end;
+	if (prot)
+		*prot = (vma.read ? 1 : 0) | (vma.write ? 2 : 0) | (vma.exec ? 4 : 0);
+	return 0;
 }

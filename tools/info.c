@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -67,6 +69,26 @@ struct degrade {
 	bool on;
 	const char *what;
 };
+
+/*
+ * Is libuhmm's munmap the one this program's calls reach (interposition in
+ * place), rather than libc's?
+ */
+static bool interposed(void)
+{
+	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	void *theirs = libc ? dlsym(libc, "munmap") : NULL;
+
+	if (libc)
+		dlclose(libc);
+	return theirs && (void *)munmap != theirs;
+}
+
+static const char interpose_note[] =
+	"libuhmm defines munmap, mremap, madvise, mprotect and mmap: devices hear of a change "
+	"before it happens. Raw syscall(2) and libc-internal calls bypass this: unmaps, removes "
+	"and remaps are then announced after the fact (userfaultfd events), mprotect and "
+	"MADV_FREE not at all";
 
 int uhmm_cli_info(int argc, char **argv)
 {
@@ -132,6 +154,10 @@ int uhmm_cli_info(int argc, char **argv)
 		json_bool(&j, "follow_fork", caps.follow_fork);
 		json_bool(&j, "pagemap_scan", caps.pagemap_scan);
 		json_bool(&j, "procmap_query", caps.procmap_query);
+		json_open(&j, "interposition", '{');
+		json_bool(&j, "in_place", interposed());
+		json_string(&j, "how", interpose_note);
+		json_close(&j, '}');
 		json_string(&j, "thp", thp);
 		json_string(&j, "free_huge_pages_2M", hp_free);
 		json_open(&j, "degraded", '[');
@@ -167,6 +193,8 @@ int uhmm_cli_info(int argc, char **argv)
 	printf("follow fork      %s\n", caps.follow_fork ? "yes" : "no");
 	printf("PAGEMAP_SCAN     %s\n", caps.pagemap_scan ? "yes" : "no");
 	printf("PROCMAP_QUERY    %s\n", caps.procmap_query ? "yes" : "no");
+	printf("interposition    %s\n  %s\n", interposed() ? "in place" : "NOT in place",
+	       interpose_note);
 	printf("THP              %s\n", thp);
 	printf("huge pages free  %s (2 MiB)\n", hp_free);
 	printf("\ndegraded:\n");
