@@ -21,17 +21,30 @@
 
 #include "internal.h"
 
+/*
+ * Blocks of up to 64 KiB of states (32 MiB of memory) come from the heap; a
+ * small private mapping could land in a one-page hole the program just
+ * punched, and turn its "unmapped" address into uhmm's metadata.
+ */
+#define PSBLOCK_HEAP_MAX (64u << 10)
+
 struct uhmm__psblock *uhmm__psblock_new(size_t npages)
 {
 	struct uhmm__psblock *b = uhmm__malloc(sizeof(*b));
-	void *ps;
+	size_t bytes = npages * sizeof(uint64_t);
+	void *ps = NULL;
 
 	if (!b)
 		return NULL;
-	/* NORESERVE and untouched: a block costs memory only where written. */
-	if (uhmm__inject_fail() ||
-	    uhmm__sys_mmap(&ps, NULL, npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) {
+	if (bytes <= PSBLOCK_HEAP_MAX) {
+		ps = uhmm__calloc(npages, sizeof(uint64_t));
+	} else if (!uhmm__inject_fail() &&
+		   /* NORESERVE and untouched: a block costs memory only where written. */
+		   uhmm__sys_mmap(&ps, NULL, bytes, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) {
+		ps = NULL;
+	}
+	if (!ps) {
 		uhmm__free(b);
 		return NULL;
 	}
@@ -44,7 +57,10 @@ struct uhmm__psblock *uhmm__psblock_new(size_t npages)
 void uhmm__psblock_put(struct uhmm__psblock *b)
 {
 	if (b && --b->refs == 0) {
-		uhmm__sys_munmap(b->ps, b->npages * sizeof(uint64_t));
+		if (b->npages * sizeof(uint64_t) <= PSBLOCK_HEAP_MAX)
+			uhmm__free(b->ps);
+		else
+			uhmm__sys_munmap(b->ps, b->npages * sizeof(uint64_t));
 		uhmm__free(b);
 	}
 }

@@ -54,6 +54,7 @@ int uhmm__check_range(uintptr_t start, size_t len);
  *   bit   2     MIGRATING: isolated by a migration; CPU faults wait
  *   bit   3     EXCLUSIVE: a device holds it exclusively (CPU PTE empty)
  *   bit   4     WP: uhmm write-protected the CPU PTE
+ *   bit   5     COMPOUND: part of a 2 MiB run a device holds as one unit
  *   bits  8..15 device slot (the pagemap's index in the mm, 1..255)
  *   bits 16..63 device page index within that pagemap (48 bits)
  * A zero word is "ordinary memory": what every page starts as.
@@ -64,6 +65,7 @@ int uhmm__check_range(uintptr_t start, size_t len);
 #define UHMM__PS_MIGRATING (1ull << 2)
 #define UHMM__PS_EXCLUSIVE (1ull << 3)
 #define UHMM__PS_WP (1ull << 4)
+#define UHMM__PS_COMPOUND (1ull << 5)
 #define UHMM__PS_SLOT_SHIFT 8
 #define UHMM__PS_SLOT_MASK (0xffull << UHMM__PS_SLOT_SHIFT)
 #define UHMM__PS_INDEX_SHIFT 16
@@ -346,6 +348,12 @@ size_t uhmm__notifiers_count(struct uhmm_mm *mm);
 
 /* Resolve the next munmap/mremap/... (dlsym); from uhmm_mm_new(). */
 void uhmm__interpose_init(void);
+/*
+ * MADV_DONTNEED of uhmm's own making (storage scrub, copy-then-drop during a
+ * migration): the REMOVE event it raises is not announced to devices. Must
+ * not be called with event_lock or mm->lock held.
+ */
+void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len);
 /* Suppression of the event an interposed call will cause (see above). */
 int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
 void uhmm__suppress_del(struct uhmm_mm *mm, int slot);

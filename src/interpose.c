@@ -366,3 +366,13 @@ UHMM__EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off
 	change_end(&c);
 	return r;
 }
+
+void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len)
+{
+	int slot = uhmm__suppress_add(mm, start, start + len, UFFD_EVENT_REMOVE);
+
+	uhmm__sys_madvise((void *)start, len, MADV_DONTNEED);
+	/* The kernel waited for the event to be read: now it is applied. */
+	uhmm__mm_event_barrier(mm);
+	uhmm__suppress_del(mm, slot);
+}

@@ -157,7 +157,9 @@ static char *stage(struct uhmm_migrate *m, unsigned long i)
 	return M(m)->staging + (i << UHMM__PAGE_SHIFT);
 }
 
-/* Which staging pages hold data (present, not the zero page). */
+/* What each page holds: HAS_NONE, HAS_DATA, or the shared zero page. */
+enum { HAS_NONE = 0, HAS_DATA = 1, HAS_ZERO = 2 };
+
 struct present_arg {
 	uint8_t *has;
 	uintptr_t base;
@@ -167,9 +169,8 @@ static int present_cb(void *p, const struct page_region *r)
 {
 	struct present_arg *a = p;
 
-	if (r->categories & PAGE_IS_PFNZERO)
-		return 0;
-	memset(a->has + ((r->start - a->base) >> UHMM__PAGE_SHIFT), 1,
+	memset(a->has + ((r->start - a->base) >> UHMM__PAGE_SHIFT),
+	       (r->categories & PAGE_IS_PFNZERO) ? HAS_ZERO : HAS_DATA,
 	       (r->end - r->start) >> UHMM__PAGE_SHIFT);
 	return 0;
 }
@@ -343,14 +344,21 @@ static int isolate_system(struct uhmm_mm *mm, struct uhmm_migrate *m, const stru
 
 			if (g->sel[i] != SEL_SYS || !failed[i])
 				continue;
-			if (!has[i]) {
-				failed[i] = 0; /* nothing there (a hole or the zero page) */
+			if (has[i] == HAS_NONE) {
+				failed[i] = 0; /* nothing there */
 				continue;
 			}
-			if (!vma->write &&
+			if (has[i] == HAS_ZERO && !vma->write) {
+				/* The zero page of a read-only mapping: nothing to keep, and
+				 * nothing can write it meanwhile: drop it from the CPU. */
+				uhmm__zap_quiet(mm, addr, UHMM__PAGE_SIZE);
+				failed[i] = 0;
+				continue;
+			}
+			if (has[i] == HAS_DATA && !vma->write &&
 			    uhmm__uffd_copy(mm->uffd, (uintptr_t)stage(m, i), (void *)addr,
 					    UHMM__PAGE_SIZE, 0, NULL) == 0) {
-				uhmm__sys_madvise((void *)addr, UHMM__PAGE_SIZE, MADV_DONTNEED);
+				uhmm__zap_quiet(mm, addr, UHMM__PAGE_SIZE);
 				failed[i] = 0;
 				continue;
 			}
@@ -363,7 +371,7 @@ static int isolate_system(struct uhmm_mm *mm, struct uhmm_migrate *m, const stru
 			if (g->sel[i] != SEL_SYS)
 				continue;
 			m->src[i] = UHMM_MIGRATE_PFN_MIGRATE;
-			if (has[i])
+			if (has[i] == HAS_DATA)
 				m->src[i] |= UHMM_MIGRATE_PFN_VALID |
 					     (((uintptr_t)stage(m, i) >> UHMM__PAGE_SHIFT)
 					      << UHMM_MIGRATE_PFN_SHIFT) |
@@ -672,9 +680,16 @@ UHMM__EXPORT void uhmm_migrate_pages(struct uhmm_migrate *m)
 		return;
 	mm = m->mm;
 	pthread_mutex_lock(&mm->lock);
-	for (unsigned long i = 0; i < m->npages; i++) {
+	for (unsigned long i = 0, compound = 0; i < m->npages; i++) {
 		uint64_t *ps = g->ps[i];
 
+		bool in_unit;
+
+		if (m->dst[i] & UHMM_MIGRATE_PFN_COMPOUND)
+			compound = 512; /* this entry and the next 511 are one unit */
+		in_unit = compound > 0;
+		if (compound)
+			compound--;
 		if (!ps)
 			continue;
 		if (!(m->dst[i] & UHMM_MIGRATE_PFN_VALID) ||
@@ -688,10 +703,26 @@ UHMM__EXPORT void uhmm_migrate_pages(struct uhmm_migrate *m)
 			struct uhmm__dpage *d = uhmm__dpage(g->dst_pg, page);
 
 			*ps = uhmm__ps_device(g->dst_pg->slot, page) | UHMM__PS_MIGRATING;
+			if (in_unit)
+				*ps |= UHMM__PS_COMPOUND;
 			if (d)
 				d->ps = ps;
 			g->dst_pg->migrated_to++;
 		} else {
+			uintptr_t addr = m->start + (i << UHMM__PAGE_SHIFT);
+
+			/* One page of a 2 MiB unit leaving splits the unit (as the kernel splits). */
+			if ((*ps & UHMM__PS_COMPOUND) && (addr & (UHMM__PMD_SIZE - 1)) == 0 &&
+			    i + 512 <= m->npages) {
+				/* the whole unit migrates together: nothing to split */
+			} else if (*ps & UHMM__PS_COMPOUND) {
+				struct uhmm__area *a = uhmm__area_find(&mm->areas, addr);
+				uintptr_t b = addr & ~(UHMM__PMD_SIZE - 1);
+
+				if (a && a->start <= b && b + UHMM__PMD_SIZE <= a->end)
+					for (uintptr_t x = b; x < b + UHMM__PMD_SIZE; x += UHMM__PAGE_SIZE)
+						*uhmm__area_ps(a, x) &= ~UHMM__PS_COMPOUND;
+			}
 			*ps = UHMM__PS_RES_CPU | UHMM__PS_MIGRATING; /* data waits in staging */
 			g->src_pg[i]->migrated_from++;
 		}
@@ -708,11 +739,17 @@ static void place_home(struct uhmm_migrate *m, unsigned long i, uintptr_t addr)
 
 	if (!addr)
 		return; /* unmapped meanwhile: the data goes with the staging area */
+	/*
+	 * DONTWAKE: a thread waiting on this page must not run before its
+	 * state is final (a migration it starts next would find it busy);
+	 * finalize wakes it after clearing MIGRATING.
+	 */
 	r = uhmm__uffd_move(m->mm->uffd, addr, (uintptr_t)stage(m, i), UHMM__PAGE_SIZE,
-			    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+			    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE, &done);
 	if (r && r != -EEXIST)
 		/* Read-only or otherwise unmovable destination: copy. */
-		uhmm__uffd_copy(m->mm->uffd, addr, stage(m, i), UHMM__PAGE_SIZE, 0, NULL);
+		uhmm__uffd_copy(m->mm->uffd, addr, stage(m, i), UHMM__PAGE_SIZE,
+				UFFDIO_COPY_MODE_DONTWAKE, NULL);
 }
 
 UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
@@ -742,7 +779,7 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 		addr = uhmm__ps_to_addr(mm, ps);
 		pthread_mutex_unlock(&mm->lock);
 		/* System data waiting in staging goes home: not migrated, or migrated to RAM. */
-		if (g->staging && (!has || has[i]) &&
+		if (g->staging && (!has || has[i] == HAS_DATA) &&
 		    ((g->sel[i] == SEL_SYS && !migrated) || (g->sel[i] == SEL_DEV && migrated)))
 			place_home(m, i, addr);
 		pthread_mutex_lock(&mm->lock);

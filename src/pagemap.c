@@ -186,7 +186,7 @@ static void scrub(struct uhmm_pagemap *pg, uint64_t page, size_t n)
 	char *st = uhmm__dpage_storage(pg, page);
 
 	if (st)
-		uhmm__sys_madvise(st, n * UHMM__PAGE_SIZE, MADV_DONTNEED);
+		uhmm__zap_quiet(pg->mm, (uintptr_t)st, n * UHMM__PAGE_SIZE);
 }
 
 /* Take one page (n == 1) or a whole free section (n == 512). Under lock. */
@@ -433,4 +433,41 @@ UHMM__EXPORT unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pg)
 	}
 	pthread_mutex_unlock(&pg->lock);
 	return left;
+}
+
+/* Is the storage page at @st mapped (or swapped): can memcpy touch it? */
+static bool storage_backed(struct uhmm_pagemap *pg, char *st)
+{
+	struct page_region r;
+	uintptr_t we;
+
+	return uhmm__pagemap_scan(pg->mm->pagemap_fd, (uintptr_t)st, (uintptr_t)st + UHMM__PAGE_SIZE,
+				  &r, 1, 0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+				  PAGE_IS_PRESENT, &we) > 0;
+}
+
+UHMM__EXPORT int uhmm_pagemap_read(struct uhmm_pagemap *pg, uint64_t page, void *buf)
+{
+	char *st = pg ? uhmm_pagemap_page_addr(pg, page) : NULL;
+
+	if (!st)
+		return -EINVAL;
+	if (storage_backed(pg, st))
+		memcpy(buf, st, UHMM__PAGE_SIZE);
+	else
+		memset(buf, 0, UHMM__PAGE_SIZE); /* empty: the device page holds zeros */
+	return 0;
+}
+
+UHMM__EXPORT int uhmm_pagemap_write(struct uhmm_pagemap *pg, uint64_t page, const void *buf)
+{
+	char *st = pg ? uhmm_pagemap_page_addr(pg, page) : NULL;
+
+	if (!st)
+		return -EINVAL;
+	if (!storage_backed(pg, st) &&
+	    uhmm__uffd_copy(pg->mm->uffd, (uintptr_t)st, buf, UHMM__PAGE_SIZE, 0, NULL) == 0)
+		return 0; /* filled in place, no fault */
+	memcpy(st, buf, UHMM__PAGE_SIZE);
+	return 0;
 }

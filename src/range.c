@@ -233,8 +233,9 @@ static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uint
 	if ((ps & UHMM__PS_RES_MASK) != UHMM__PS_RES_DEVICE || !r->dev_private_owner ||
 	    uhmm__pagemap_owner(mm, uhmm__ps_slot(ps)) != r->dev_private_owner)
 		return 0;
-	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE |
-	       (a->writable ? UHMM_PFN_WRITE : 0) | (uhmm__ps_index(ps) & UHMM_PFN_FRAME_MASK);
+	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE | (a->writable ? UHMM_PFN_WRITE : 0) |
+	       ((ps & UHMM__PS_COMPOUND) ? 9UL << UHMM_PFN_ORDER_SHIFT : 0) |
+	       (uhmm__ps_index(ps) & UHMM_PFN_FRAME_MASK);
 }
 
 static void fill_entries(struct uhmm_mm *mm, struct uhmm_range *r, const struct uhmm__vma *vma,

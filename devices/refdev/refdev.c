@@ -214,19 +214,21 @@ static int access_locked(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, char *
 			*at = va;
 			return -ENOENT;
 		}
-		if (en & PT_EXCLUSIVE)
-			dev = uhmm_device_exclusive_addr(d->mm, va, &d->owner_tag);
-		else if (en & UHMM_PFN_DEVICE_PRIVATE)
-			dev = uhmm_pagemap_page_addr(d->pgmap, uhmm_pfn_frame(en));
-		else
-			dev = NULL;
+		if (en & UHMM_PFN_DEVICE_PRIVATE) {
+			/* Its own memory: never fault under the lock (see header). */
+			if (write)
+				uhmm_pagemap_write(d->pgmap, uhmm_pfn_frame(en), buf);
+			else
+				uhmm_pagemap_read(d->pgmap, uhmm_pfn_frame(en), buf);
+			continue;
+		}
+		dev = en & PT_EXCLUSIVE ? uhmm_device_exclusive_addr(d->mm, va, &d->owner_tag) : NULL;
 		if (dev) {
 			if (write)
 				memcpy(dev, buf, PAGE);
 			else
 				memcpy(buf, dev, PAGE);
-		} else if ((en & (PT_EXCLUSIVE | UHMM_PFN_DEVICE_PRIVATE)) ||
-			   sys_rw(va, buf, write)) {
+		} else if ((en & PT_EXCLUSIVE) || sys_rw(va, buf, write)) {
 			/* Gone under us: drop the entry and fault it again. */
 			pt_del(d, va);
 			*at = va;
@@ -292,15 +294,6 @@ static int migrate_chunk(struct uhmm_refdev *d, uintptr_t s, uintptr_t e)
 	if (m.cpages)
 		uhmm_migrate_alloc_and_copy(&m, d->pgmap);
 	uhmm_migrate_pages(&m);
-	/* Map what moved, while it is still isolated (finalize_and_map). */
-	pthread_mutex_lock(&d->lock);
-	for (size_t i = 0; i < n; i++)
-		if ((src[i] & UHMM_MIGRATE_PFN_MIGRATE) && (dst[i] & UHMM_MIGRATE_PFN_VALID))
-			pt_set(d, s + i * PAGE,
-			       UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE |
-				       ((src[i] & UHMM_MIGRATE_PFN_WRITE) ? UHMM_PFN_WRITE : 0) |
-				       (unsigned long)uhmm_migrate_pfn_frame(dst[i]));
-	pthread_mutex_unlock(&d->lock);
 	uhmm_migrate_finalize(&m);
 out:
 	free(src);
@@ -330,12 +323,56 @@ static int for_each_mapping(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, chu
 	return 0;
 }
 
+/*
+ * Map every page of [s, e) the device holds, by the retry protocol: a
+ * snapshot (nothing faulted) whose device entries are committed. Pages it
+ * held before this migration were unmapped by its MIGRATE invalidation too.
+ */
+static int map_device_pages(struct uhmm_refdev *d, uintptr_t s, uintptr_t e)
+{
+	size_t n = (e - s) / PAGE;
+	unsigned long *pfns = calloc(n, sizeof(*pfns));
+	struct uhmm_range r = {
+		.notifier = &d->notifier,
+		.start = s,
+		.end = e,
+		.hmm_pfns = pfns,
+		.dev_private_owner = &d->owner_tag,
+	};
+	int ret;
+
+	if (!pfns)
+		return -ENOMEM;
+	for (;;) {
+		r.notifier_seq = uhmm_interval_read_begin(&d->notifier);
+		ret = uhmm_range_fault(&r);
+		if (ret == -EBUSY)
+			continue;
+		if (ret)
+			break;
+		pthread_mutex_lock(&d->lock);
+		if (uhmm_interval_read_retry(&d->notifier, r.notifier_seq)) {
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		for (size_t i = 0; i < n && !ret; i++)
+			if (pfns[i] & UHMM_PFN_DEVICE_PRIVATE)
+				ret = pt_set(d, s + i * PAGE, pfns[i]);
+		pthread_mutex_unlock(&d->lock);
+		break;
+	}
+	free(pfns);
+	return ret;
+}
+
 static int migrate_to_dev(struct uhmm_refdev *d, struct uhmm_refdev_cmd *c)
 {
 	uintptr_t s = c->addr, e = s + c->npages * PAGE, at = s;
 	char *bounce;
 	int r = for_each_mapping(d, s, e, migrate_chunk);
 
+	if (!r)
+		r = for_each_mapping(d, s, e, map_device_pages);
 	if (r)
 		return r;
 	/* Return what the device now holds: read it without faulting. */

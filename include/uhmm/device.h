@@ -161,6 +161,17 @@ int uhmm_page_put(struct uhmm_pagemap *pgmap, uint64_t page);
 unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pgmap);
 
 /**
+ * uhmm_pagemap_read() / uhmm_pagemap_write() - copy one 4 KiB device page of a
+ * host-storage pagemap to or from @buf without ever faulting (an empty page
+ * reads as zeros and is filled in place by a write): what a device does
+ * with its own memory while holding its page-table lock, since a fault
+ * there could wait on a uhmm thread that waits on that lock.
+ * Return: 0, or -EINVAL (not a host-storage pagemap, or a bad page).
+ */
+int uhmm_pagemap_read(struct uhmm_pagemap *pgmap, uint64_t page, void *buf);
+int uhmm_pagemap_write(struct uhmm_pagemap *pgmap, uint64_t page, const void *buf);
+
+/**
  * uhmm_pagemap_page_addr() - where a host-storage pagemap keeps @page's
  * contents (4 KiB), for the device's own reads and writes; NULL for other
  * pagemaps or a bad page. A page whose data was moved in is mapped there;
