@@ -89,13 +89,9 @@ UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start
 		return -EFAULT;
 	if (vma.file || vma.shared || vma.page_size > UHMM__PAGE_SIZE || vma.special)
 		return -EOPNOTSUPP;
-	if (!uhmm_is_managed(mm, (void *)vma.start, vma.end - vma.start)) {
-		pthread_mutex_lock(&mm->event_lock);
-		r = uhmm__manage_locked(mm, vma.start, vma.end, 0);
-		pthread_mutex_unlock(&mm->event_lock);
-		if (r && r != -EEXIST)
-			return r;
-	}
+	r = uhmm__manage_first_use(mm, start, end);
+	if (r)
+		return r;
 	r = store_get(mm, &st);
 	if (r)
 		return r;

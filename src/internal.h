@@ -255,6 +255,8 @@ bool uhmm__mm_live(const struct uhmm_mm *mm);
 struct uhmm_mm *uhmm__mm_slot(int i);
 extern atomic_int uhmm__mm_count;
 extern atomic_int uhmm__sig_inflight;
+/* Manage [start, end) unless it is already (first device use). 0 or -errno. */
+int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
 /* Manage a range with mm->event_lock held (used on first device use too). */
 int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned int flags);
 

@@ -226,17 +226,21 @@ static int check_vma(struct uhmm_mm *mm, struct uhmm_migrate *m, struct uhmm__vm
 	return 0;
 }
 
-/* Manage the whole mapping on first use (anonymous private only). */
-static int manage_first_use(struct uhmm_mm *mm, const struct uhmm__vma *vma)
+/*
+ * Manage the range on first use. Only the range: anonymous mappings merge
+ * with their neighbours (an allocator's own regions among them), and
+ * registering a neighbour would route its munmaps through uhmm's events.
+ */
+int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
 	int r;
 
-	if (uhmm_is_managed(mm, (void *)vma->start, vma->end - vma->start))
+	if (uhmm_is_managed(mm, (void *)start, end - start))
 		return 0;
 	pthread_mutex_lock(&mm->event_lock);
-	r = uhmm__manage_locked(mm, vma->start, vma->end, 0);
+	r = uhmm__manage_locked(mm, start, end, 0);
 	pthread_mutex_unlock(&mm->event_lock);
-	return r == -EEXIST ? 0 : r; /* managed with other flags: select() decides */
+	return r == -EEXIST ? 0 : r; /* managed with other flags: selection decides */
 }
 
 static void mig_free(struct uhmm_mm *mm, struct mig *g)
@@ -435,7 +439,7 @@ UHMM__EXPORT int uhmm_migrate_setup(struct uhmm_migrate *m)
 	/* Shared, file-backed and hugetlb memory is never selected (the kernel's rule). */
 	if (vma.file || vma.shared || vma.page_size > UHMM__PAGE_SIZE || vma.special)
 		return 0;
-	r = manage_first_use(mm, &vma);
+	r = uhmm__manage_first_use(mm, m->start, m->end);
 	if (r)
 		goto out_free;
 	r = staging_new(mm, g, m->start, m->end - m->start);
