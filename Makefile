@@ -1,5 +1,5 @@
 # uhmm: the two commands a new user types.
-#   make run    build and run the main job (uhmm info, later the demo)
+#   make run    build and run the main job (uhmm demo)
 #   make test   build and run every test
 # Variables: BUILD (build dir), SANITIZE (address,undefined | thread), JOBS.
 
@@ -27,7 +27,7 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/uhmm info
+	$(BUILD)/uhmm demo
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"usage: uhmm COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
+		"  demo [--mib N]                     a buffer migrates to the reference device and back\n"
 		"  info [--json]                      what the kernel gives uhmm, and what degrades\n"
 		"  bench [--quick] [--json] [SUITE..] benchmarks beside their kernel floors\n"
 		"  help                               this text\n"
@@ -32,6 +33,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "info"))
 		return uhmm_cli_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "demo"))
+		return uhmm_cli_demo(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return uhmm_cli_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
