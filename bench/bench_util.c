@@ -43,6 +43,8 @@ int bench_uffd_register(int fd, void *p, size_t len)
 const struct bench_suite *const bench_suites[] = {
 	&bench_suite_fault,
 	&bench_suite_mirror,
+	&bench_suite_migrate,
+	&bench_suite_stream,
 	&bench_suite_memory,
 };
 const size_t bench_nsuites = sizeof(bench_suites) / sizeof(bench_suites[0]);

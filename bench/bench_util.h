@@ -17,5 +17,7 @@ int bench_uffd_register(int fd, void *p, size_t len);
 extern const struct bench_suite bench_suite_fault;
 extern const struct bench_suite bench_suite_memory;
 extern const struct bench_suite bench_suite_mirror;
+extern const struct bench_suite bench_suite_migrate;
+extern const struct bench_suite bench_suite_stream;
 
 #endif

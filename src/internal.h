@@ -147,7 +147,9 @@ struct uhmm__suppress {
 /* --- device memory (pagemap.c) --------------------------------------------- */
 
 #define UHMM__DPAGE_ALLOCATED 0x1u
-#define UHMM__DPAGE_DIRTY 0x2u /* storage may hold data: scrub before reuse */
+#define UHMM__DPAGE_DIRTY 0x2u /* storage may hold data: scrub before reuse.
+				  * Set when data enters (moved or copied in),
+				  * cleared when it is moved out whole. */
 
 /*
  * A device page's descriptor: 16 bytes (the budget). @ps points at the
@@ -210,6 +212,11 @@ struct uhmm_mm {
 	struct uhmm__notifiers notifiers;
 	struct uhmm_pagemap *pagemaps[256]; /* slot -> pagemap; slot 0 unused; under lock */
 	atomic_uint mig_seq;		/* bumped when a migration ends: futex for waiters */
+
+	/* One staging mapping kept for the next migration (migrate.c). */
+	pthread_mutex_t staging_lock;
+	char *staging_cache;
+	size_t staging_cache_len;
 
 	/* Device-exclusive access (exclusive.c). */
 	pthread_mutex_t excl_lock;	/* creating the store, owner table */
@@ -280,6 +287,10 @@ struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t page);
 void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t page);
 /* Allocate @n (1, or 512 for a whole section) contiguous pages, scrubbed. */
 int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *page);
+/* Unmap the cached staging mapping (uhmm_mm_free). */
+void uhmm__staging_cache_drop(struct uhmm_mm *mm);
+/* Set or clear DIRTY on [first, first+n). */
+void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty);
 /* Bring home the pages of [first, first+n) that hold data. */
 void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n);
 /*

@@ -48,6 +48,7 @@ enum {
 };
 
 struct mig {
+	bool staging_dirty;	/* a copy path may have left data in staging */
 	char *staging;		/* npages pages, or NULL */
 	size_t staging_len;
 	char *staging_map;	/* what to unmap */
@@ -112,11 +113,15 @@ static void hold_block(struct mig *g, struct uhmm__psblock *b)
 
 /* --- staging ------------------------------------------------------------- */
 
-static int staging_new(struct uhmm_mm *mm, struct mig *g, uintptr_t start, size_t len)
+/*
+ * The whole mapping is registered once; a migration uses the part of it
+ * congruent with its range modulo 2 MiB, so one mapping of len + 2 MiB
+ * serves any range of up to len. The last one is kept for the next
+ * migration (a migration per CPU fault would otherwise pay four syscalls).
+ */
+static int staging_map(struct uhmm_mm *mm, size_t maplen, char **out)
 {
-	size_t maplen = len + UHMM__PMD_SIZE;
 	void *raw;
-	uintptr_t a;
 	int r;
 
 	if (uhmm__inject_fail())
@@ -125,16 +130,50 @@ static int staging_new(struct uhmm_mm *mm, struct mig *g, uintptr_t start, size_
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r)
 		return r;
-	/* Congruent with start modulo 2 MiB, so that THPs can move whole. */
-	a = ((uintptr_t)raw & ~(UHMM__PMD_SIZE - 1)) + (start & (UHMM__PMD_SIZE - 1));
-	if (a < (uintptr_t)raw)
-		a += UHMM__PMD_SIZE;
-	uhmm__sys_madvise((void *)a, len, MADV_HUGEPAGE);
-	r = uhmm__uffd_register(mm->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+	uhmm__sys_madvise(raw, maplen, MADV_HUGEPAGE);
+	r = uhmm__uffd_register(mm->uffd, (uintptr_t)raw, maplen, UFFDIO_REGISTER_MODE_MISSING, NULL);
 	if (r) {
 		uhmm__sys_munmap(raw, maplen);
 		return r;
 	}
+	*out = raw;
+	return 0;
+}
+
+static void staging_unmap(struct uhmm_mm *mm, char *map, size_t maplen)
+{
+	/* Unregister first: unmapping a registered range raises an event. */
+	uhmm__uffd_unregister(mm->uffd, (uintptr_t)map, maplen);
+	uhmm__sys_munmap(map, maplen);
+}
+
+void uhmm__staging_cache_drop(struct uhmm_mm *mm)
+{
+	if (mm->staging_cache)
+		staging_unmap(mm, mm->staging_cache, mm->staging_cache_len);
+	mm->staging_cache = NULL;
+}
+
+static int staging_new(struct uhmm_mm *mm, struct mig *g, uintptr_t start, size_t len)
+{
+	size_t maplen = len + UHMM__PMD_SIZE;
+	char *raw = NULL;
+	uintptr_t a;
+	int r = 0;
+
+	pthread_mutex_lock(&mm->staging_lock);
+	if (mm->staging_cache && mm->staging_cache_len >= maplen) {
+		raw = mm->staging_cache;
+		maplen = mm->staging_cache_len;
+		mm->staging_cache = NULL;
+	}
+	pthread_mutex_unlock(&mm->staging_lock);
+	if (!raw && (r = staging_map(mm, maplen, &raw)))
+		return r;
+	/* Congruent with start modulo 2 MiB, so that THPs can move whole. */
+	a = ((uintptr_t)raw & ~(UHMM__PMD_SIZE - 1)) + (start & (UHMM__PMD_SIZE - 1));
+	if (a < (uintptr_t)raw)
+		a += UHMM__PMD_SIZE;
 	g->staging = (char *)a;
 	g->staging_len = len;
 	g->staging_map = raw;
@@ -144,11 +183,28 @@ static int staging_new(struct uhmm_mm *mm, struct mig *g, uintptr_t start, size_
 
 static void staging_free(struct uhmm_mm *mm, struct mig *g)
 {
+	char *old = NULL;
+	size_t oldlen = 0;
+
 	if (!g->staging)
 		return;
-	/* Unregister first: unmapping a registered range raises an event. */
-	uhmm__uffd_unregister(mm->uffd, (uintptr_t)g->staging, g->staging_len);
-	uhmm__sys_munmap(g->staging_map, g->staging_map_len);
+	if (g->staging_dirty) {
+		/* Pages left behind by a copy path: empty them before reuse. */
+		uhmm__zap_quiet(mm, (uintptr_t)g->staging, g->staging_len);
+	}
+	pthread_mutex_lock(&mm->staging_lock);
+	if (!mm->staging_cache || mm->staging_cache_len < g->staging_map_len) {
+		old = mm->staging_cache;
+		oldlen = mm->staging_cache_len;
+		mm->staging_cache = g->staging_map;
+		mm->staging_cache_len = g->staging_map_len;
+	} else {
+		old = g->staging_map;
+		oldlen = g->staging_map_len;
+	}
+	pthread_mutex_unlock(&mm->staging_lock);
+	if (old)
+		staging_unmap(mm, old, oldlen);
 	g->staging = NULL;
 }
 
@@ -360,6 +416,7 @@ static int isolate_system(struct uhmm_mm *mm, struct uhmm_migrate *m, const stru
 				continue;
 			}
 			if (has[i] == HAS_DATA && !vma->write &&
+			    (g->staging_dirty = true) &&
 			    uhmm__uffd_copy(mm->uffd, (uintptr_t)stage(m, i), (void *)addr,
 					    UHMM__PAGE_SIZE, 0, NULL) == 0) {
 				uhmm__zap_quiet(mm, addr, UHMM__PAGE_SIZE);
@@ -526,10 +583,13 @@ static int copy_to_dev(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned
 		if (r == -EEXIST || (r && done < (n << UHMM__PAGE_SHIFT))) {
 			/* Storage not empty (never, when scrubbed): copy instead. */
 			memcpy(st + done, stage(m, i) + done, (n << UHMM__PAGE_SHIFT) - done);
+			M(m)->staging_dirty = true;
 			r = 0;
 		}
+		uhmm__dpage_mark(pg, d0, n, true); /* the storage holds data now */
 		return r;
 	}
+	M(m)->staging_dirty = true; /* the device copied; staging keeps its copy */
 	{
 		const void **src = uhmm__malloc(n * sizeof(*src));
 		uint64_t *dst = uhmm__malloc(n * sizeof(*dst));
@@ -568,6 +628,8 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 		/* Empty storage pages are holes: they read as zeros at home too. */
 		r = uhmm__uffd_move(m->mm->uffd, (uintptr_t)dst0, (uintptr_t)st,
 				    n << UHMM__PAGE_SHIFT, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		if (!r || done >= (n << UHMM__PAGE_SHIFT))
+			uhmm__dpage_mark(pg, s0, n, false); /* moved out whole: empty */
 		if (r && done < (n << UHMM__PAGE_SHIFT)) {
 			/* A page that would not move (e.g. a zero page): copy the rest. */
 			for (size_t off = done; off < (n << UHMM__PAGE_SHIFT); off += UHMM__PAGE_SIZE)

@@ -300,6 +300,7 @@ UHMM__EXPORT int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *
 	pthread_mutex_init(&mm->event_lock, NULL);
 	pthread_mutex_init(&mm->lock, NULL);
 	pthread_mutex_init(&mm->excl_lock, NULL);
+	pthread_mutex_init(&mm->staging_lock, NULL);
 	uhmm__notifiers_init(&mm->notifiers);
 
 	r = mm_open_fds(mm, mode);
@@ -341,6 +342,7 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 		uhmm__notifiers_release(mm);
 	}
 	uhmm_pagemap_free(mm->excl_store);
+	uhmm__staging_cache_drop(mm);
 	registry_del(mm);
 	if (uhmm__mm_live(mm) && mm->pid == getpid())
 		uhmm__service_stop(mm);
@@ -353,6 +355,7 @@ UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 	uhmm__areas_release(&mm->areas);
 	uhmm__notifiers_fini(&mm->notifiers);
 	pthread_mutex_destroy(&mm->excl_lock);
+	pthread_mutex_destroy(&mm->staging_lock);
 	pthread_mutex_destroy(&mm->lock);
 	pthread_mutex_destroy(&mm->event_lock);
 	uhmm__free(mm);

@@ -298,8 +298,8 @@ UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
 	if (atomic_fetch_sub(&d->refs, 1) == 1) {
 		struct uhmm__section *s = section_of(pg, page);
 
-		/* Storage that may hold data is scrubbed before reuse. */
-		d->flags = pg->cfg.host_storage ? UHMM__DPAGE_DIRTY : 0;
+		/* Storage that may still hold data (DIRTY) is scrubbed before reuse. */
+		d->flags &= UHMM__DPAGE_DIRTY;
 		d->next_free = s->free_head;
 		s->free_head = page % SECTION_PAGES;
 		s->nfree++;
@@ -465,9 +465,26 @@ UHMM__EXPORT int uhmm_pagemap_write(struct uhmm_pagemap *pg, uint64_t page, cons
 
 	if (!st)
 		return -EINVAL;
+	uhmm__dpage_mark(pg, page, 1, true);
 	if (!storage_backed(pg, st) &&
 	    uhmm__uffd_copy(pg->mm->uffd, (uintptr_t)st, buf, UHMM__PAGE_SIZE, 0, NULL) == 0)
 		return 0; /* filled in place, no fault */
 	memcpy(st, buf, UHMM__PAGE_SIZE);
 	return 0;
+}
+
+void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty)
+{
+	pthread_mutex_lock(&pg->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct uhmm__dpage *d = uhmm__dpage(pg, first + i);
+
+		if (!d)
+			continue;
+		if (dirty)
+			d->flags |= UHMM__DPAGE_DIRTY;
+		else
+			d->flags &= ~UHMM__DPAGE_DIRTY;
+	}
+	pthread_mutex_unlock(&pg->lock);
 }
