@@ -25,6 +25,7 @@
 #include "bench.h"
 #include "bench_util.h"
 #include "uhmm.h"
+#include "uhmm/refdev.h"
 
 #define PAGE 4096ul
 
@@ -186,6 +187,39 @@ out:
 	return r;
 }
 
+/* Fault-back: pages on the reference device, each touched once by the CPU. */
+static int uhmm_fault_back(enum uhmm_fault_mode mode, size_t n, double *lat)
+{
+	struct uhmm_mm_config cfg = { .fault_mode = mode };
+	struct uhmm_refdev_config dc = { .type = UHMM_REFDEV_PRIVATE };
+	struct uhmm_refdev *dev;
+	struct uhmm_mm *mm;
+	char *p, *mirror = malloc(n * PAGE);
+	int r = uhmm_mm_new(&mm, &cfg);
+
+	if (r || !mirror) {
+		free(mirror);
+		return r ? r : -ENOMEM;
+	}
+	dc.memory_bytes = ((n * PAGE) + (2u << 20) - 1) & ~((size_t)(2u << 20) - 1);
+	r = uhmm_refdev_new(&dev, mm, &dc);
+	p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!r && p != MAP_FAILED) {
+		struct uhmm_refdev_cmd c = { .addr = (uintptr_t)p, .ptr = (uintptr_t)mirror, .npages = n };
+
+		madvise(p, n * PAGE, MADV_NOHUGEPAGE);
+		memset(p, 1, n * PAGE);
+		r = uhmm_refdev_cmd(dev, UHMM_REFDEV_MIGRATE_TO_DEV, &c);
+		if (!r)
+			touch_each(p, n, lat);
+		munmap(p, n * PAGE);
+		uhmm_refdev_free(dev);
+	}
+	free(mirror);
+	uhmm_mm_free(mm);
+	return r;
+}
+
 static int run(struct bench_ctx *ctx)
 {
 	size_t n = npages(ctx);
@@ -225,6 +259,13 @@ static int run(struct bench_ctx *ctx)
 			goto out;
 		bench_add(ctx, modes[m].name, "ns", BENCH_COST, bench_quantile(b, n, 0.5),
 			  bench_quantile(b, n, 0.99), fp50, modes[m].floor);
+		r = uhmm_fault_back(modes[m].mode, n, b);
+		if (r)
+			goto out;
+		bench_add(ctx, modes[m].mode == UHMM_FAULT_THREAD ? "device fault-back, thread mode"
+								   : "device fault-back, signal mode",
+			  "ns", BENCH_COST, bench_quantile(b, n, 0.5), bench_quantile(b, n, 0.99), fp50,
+			  modes[m].floor);
 	}
 out:
 	free(a);

@@ -12,6 +12,7 @@
 #include "bench.h"
 #include "bench_util.h"
 #include "internal.h"
+#include "uhmm/device.h"
 
 static int run(struct bench_ctx *ctx)
 {
@@ -37,6 +38,25 @@ static int run(struct bench_ctx *ctx)
 			      (double)bytes / (double)pages, NAN, 64.0, "kernel struct page");
 	}
 	munmap(p, len);
+	if (!r) {
+		/* Device pages: descriptors and section headers of a 256 MiB pagemap. */
+		struct uhmm_pagemap_config cfg = { .type = UHMM_PAGEMAP_PRIVATE, .host_storage = true };
+		struct uhmm_pagemap_stats st;
+		struct uhmm_pagemap *pg;
+		char owner;
+
+		cfg.owner = &owner;
+		r = uhmm_pagemap_new(&pg, mm, &cfg);
+		if (!r)
+			r = uhmm_pagemap_add_memory(pg, 256u << 20);
+		if (!r) {
+			uhmm_pagemap_stats(pg, &st);
+			r = bench_add(ctx, "metadata per device 4 KiB page", "bytes", BENCH_COST,
+				      (double)st.metadata_bytes / (double)st.pages_total, NAN, 64.0,
+				      "kernel struct page (ZONE_DEVICE)");
+		}
+		uhmm_pagemap_free(pg);
+	}
 out:
 	uhmm_mm_free(mm);
 	return r;
