@@ -188,6 +188,7 @@ struct uhmm_pagemap {
 	unsigned int nsections, next_section;
 	uint64_t pages_total;
 	bool fail_next;
+	unsigned int callbacks;	/* page_free calls running; teardown waits */
 	uint64_t migrated_to, migrated_from, faults, alloc_failures;
 };
 

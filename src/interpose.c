@@ -238,12 +238,14 @@ UHMM__EXPORT int mprotect(void *addr, size_t len, int prot)
 	if (no_mm() || !page_range(addr, len, &c.start, &c.end))
 		return next_mprotect(addr, len, prot);
 	/* A protection change revokes device-exclusive access first. */
+	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel); /* see mm.c */
 	for (int i = 0; i < UHMM__MAX_MMS; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
 
 		if (mm && uhmm__mm_live(mm))
 			uhmm__exclusive_revoke_range(mm, c.start, c.end);
 	}
+	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
 	change_begin(&c);
 	r = next_mprotect(addr, len, prot);
 	change_end(&c);
@@ -272,6 +274,7 @@ UHMM__EXPORT int madvise(void *addr, size_t len, int advice)
 /* After a grow: manage the new tail like the area it extends (exact books). */
 static void adopt_grown_tail(uintptr_t tail, uintptr_t end)
 {
+	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel); /* see mm.c */
 	for (int i = 0; i < UHMM__MAX_MMS; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
 		struct uhmm__area *a;
@@ -292,6 +295,7 @@ static void adopt_grown_tail(uintptr_t tail, uintptr_t end)
 			uhmm__manage_locked(mm, tail, end, flags);
 		pthread_mutex_unlock(&mm->event_lock);
 	}
+	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
 }
 
 UHMM__EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)

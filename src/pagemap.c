@@ -285,7 +285,7 @@ UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t page)
 UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
 {
 	struct uhmm__dpage *d;
-	bool last = false;
+	void (*page_free)(struct uhmm_pagemap *, uint64_t) = NULL;
 
 	if (!pg)
 		return -EINVAL;
@@ -303,12 +303,22 @@ UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
 		d->next_free = s->free_head;
 		s->free_head = page % SECTION_PAGES;
 		s->nfree++;
-		last = true;
+		if (pg->cfg.ops && pg->cfg.ops->page_free) {
+			page_free = pg->cfg.ops->page_free;
+			pg->callbacks++; /* teardown waits for it (uhmm_pagemap_free) */
+		}
 	}
-	pthread_cond_broadcast(&pg->cond);
+	if (!page_free)
+		pthread_cond_broadcast(&pg->cond);
 	pthread_mutex_unlock(&pg->lock);
-	if (last && pg->cfg.ops && pg->cfg.ops->page_free)
-		pg->cfg.ops->page_free(pg, page);
+	if (page_free) {
+		/* Outside the lock: the callback may allocate from this pagemap. */
+		page_free(pg, page);
+		pthread_mutex_lock(&pg->lock);
+		pg->callbacks--;
+		pthread_cond_broadcast(&pg->cond);
+		pthread_mutex_unlock(&pg->lock);
+	}
 	return 0;
 }
 
@@ -398,7 +408,7 @@ UHMM__EXPORT void uhmm_pagemap_free(struct uhmm_pagemap *pg)
 		for (unsigned int i = 0; i < pg->nsections; i++)
 			if (pg->sections[i] && !pg->sections[i]->removed && section_in_use(pg, i))
 				busy = true;
-		if (!busy)
+		if (!busy && !pg->callbacks)
 			break;
 		/* Outside references (uhmm_page_get) hold it: wait for their put. */
 		pthread_cond_wait(&pg->cond, &pg->lock);
