@@ -270,9 +270,14 @@ UHMM__EXPORT bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext)
 
 		if (!mm || mm->mode != UHMM_FAULT_SIGNAL || !uhmm__mm_live(mm))
 			continue;
-		/* Ours exactly when our uffd can fill it (-ENOENT otherwise). */
-		handled = uhmm__fault_resolve(mm, (uintptr_t)si->si_addr, fault_is_write(ucontext),
-					      true) == 0;
+		/*
+		 * Ours exactly when our uffd can fill it (-ENOENT otherwise).
+		 * -EAGAIN: the kernel has a mapping change pending (an event not
+		 * yet read): return and let the access fault again.
+		 */
+		int r = uhmm__fault_resolve(mm, (uintptr_t)si->si_addr, fault_is_write(ucontext), true);
+
+		handled = r == 0 || r == -EAGAIN;
 	}
 	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
 	errno = saved_errno;

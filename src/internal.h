@@ -368,6 +368,12 @@ void uhmm__interpose_init(void);
  * not be called with event_lock or mm->lock held.
  */
 void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len);
+/*
+ * MADV_DONTNEED of memory only uhmm uses (device storage, staging): done
+ * unregistered, so it raises no event at all. Nobody may fault or move
+ * into [start, start+len) meanwhile.
+ */
+void uhmm__zap_private(struct uhmm_mm *mm, uintptr_t start, size_t len);
 /* Suppression of the event an interposed call will cause (see above). */
 int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
 void uhmm__suppress_del(struct uhmm_mm *mm, int slot);

@@ -380,3 +380,15 @@ void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len)
 	uhmm__mm_event_barrier(mm);
 	uhmm__suppress_del(mm, slot);
 }
+
+void uhmm__zap_private(struct uhmm_mm *mm, uintptr_t start, size_t len)
+{
+	/*
+	 * Unregistered for the moment of the drop: no REMOVE event, so the mm
+	 * is never "changing" (which makes concurrent UFFDIO_MOVE/COPY fail
+	 * with -EAGAIN) and nobody waits for a service thread.
+	 */
+	uhmm__uffd_unregister(mm->uffd, start, len);
+	uhmm__sys_madvise((void *)start, len, MADV_DONTNEED);
+	uhmm__uffd_register(mm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+}

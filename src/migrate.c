@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -190,7 +191,7 @@ static void staging_free(struct uhmm_mm *mm, struct mig *g)
 		return;
 	if (g->staging_dirty) {
 		/* Pages left behind by a copy path: empty them before reuse. */
-		uhmm__zap_quiet(mm, (uintptr_t)g->staging, g->staging_len);
+		uhmm__zap_private(mm, (uintptr_t)g->staging, g->staging_len);
 	}
 	pthread_mutex_lock(&mm->staging_lock);
 	if (!mm->staging_cache || mm->staging_cache_len < g->staging_map_len) {
@@ -621,20 +622,30 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 
 	if (pg->cfg.host_storage) {
 		char *st = uhmm__dpage_storage(pg, s0);
-		size_t done = 0;
+		size_t done = 0, off = 0;
 
 		if (!st)
 			return -EINVAL;
 		/* Empty storage pages are holes: they read as zeros at home too. */
-		r = uhmm__uffd_move(m->mm->uffd, (uintptr_t)dst0, (uintptr_t)st,
-				    n << UHMM__PAGE_SHIFT, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		do {
+			r = uhmm__uffd_move(m->mm->uffd, (uintptr_t)dst0 + done, (uintptr_t)st + done,
+					    (n << UHMM__PAGE_SHIFT) - done,
+					    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &off);
+			done += off;
+		} while (r == -EAGAIN && done < (n << UHMM__PAGE_SHIFT) && (sched_yield(), true));
 		if (!r || done >= (n << UHMM__PAGE_SHIFT))
 			uhmm__dpage_mark(pg, s0, n, false); /* moved out whole: empty */
 		if (r && done < (n << UHMM__PAGE_SHIFT)) {
 			/* A page that would not move (e.g. a zero page): copy the rest. */
-			for (size_t off = done; off < (n << UHMM__PAGE_SHIFT); off += UHMM__PAGE_SIZE)
-				uhmm__uffd_copy(m->mm->uffd, (uintptr_t)dst0 + off, st + off,
-						UHMM__PAGE_SIZE, 0, NULL);
+			for (size_t o = done & ~(UHMM__PAGE_SIZE - 1); o < (n << UHMM__PAGE_SHIFT);
+			     o += UHMM__PAGE_SIZE) {
+				int c;
+
+				do
+					c = uhmm__uffd_copy(m->mm->uffd, (uintptr_t)dst0 + o, st + o,
+							    UHMM__PAGE_SIZE, 0, NULL);
+				while (c == -EAGAIN && (sched_yield(), true));
+			}
 			r = 0;
 		}
 		return r;
@@ -797,25 +808,57 @@ UHMM__EXPORT void uhmm_migrate_pages(struct uhmm_migrate *m)
 	pthread_mutex_unlock(&mm->lock);
 }
 
-/* Put page i's staged data at its current home, if it still has one. */
-static void place_home(struct uhmm_migrate *m, unsigned long i, uintptr_t addr)
+/*
+ * Put staged data of entries [i, j) at their current homes, [addr, addr +
+ * (j-i) pages), in one move when it can (a whole THP stays whole).
+ * DONTWAKE: a thread waiting on these pages must not run before their
+ * states are final (a migration it starts next would find them busy);
+ * finalize wakes it after clearing MIGRATING.
+ */
+static void place_home(struct uhmm_migrate *m, unsigned long i, unsigned long j, uintptr_t addr)
 {
-	size_t done;
+	size_t len = (j - i) << UHMM__PAGE_SHIFT, done = 0, off = 0;
 	int r;
 
-	if (!addr)
-		return; /* unmapped meanwhile: the data goes with the staging area */
 	/*
-	 * DONTWAKE: a thread waiting on this page must not run before its
-	 * state is final (a migration it starts next would find it busy);
-	 * finalize wakes it after clearing MIGRATING.
+	 * -EAGAIN: the mm is changing (an event not yet read) or the move was
+	 * partial; both pass. The data is the only copy: never give up on it.
 	 */
-	r = uhmm__uffd_move(m->mm->uffd, addr, (uintptr_t)stage(m, i), UHMM__PAGE_SIZE,
-			    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE, &done);
-	if (r && r != -EEXIST)
-		/* Read-only or otherwise unmovable destination: copy. */
-		uhmm__uffd_copy(m->mm->uffd, addr, stage(m, i), UHMM__PAGE_SIZE,
-				UFFDIO_COPY_MODE_DONTWAKE, NULL);
+	for (int tries = 0;; tries++) {
+		r = uhmm__uffd_move(m->mm->uffd, addr + off, (uintptr_t)stage(m, i) + off, len - off,
+				    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE,
+				    &done);
+		off += done;
+		if (!r || off >= len)
+			return;
+		if (r != -EAGAIN || tries > 10000)
+			break;
+		if (!done)
+			sched_yield();
+	}
+	/* Some page would not move (read-only destination): page by page, copying. */
+	for (size_t o = off & ~(UHMM__PAGE_SIZE - 1); o < len; o += UHMM__PAGE_SIZE) {
+		r = uhmm__uffd_move(m->mm->uffd, addr + o, (uintptr_t)stage(m, i) + o, UHMM__PAGE_SIZE,
+				    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE, NULL);
+		if (r && r != -EEXIST) {
+			do
+				r = uhmm__uffd_copy(m->mm->uffd, addr + o, stage(m, i) + o,
+						    UHMM__PAGE_SIZE, UFFDIO_COPY_MODE_DONTWAKE, NULL);
+			while (r == -EAGAIN && (sched_yield(), true));
+		}
+	}
+}
+
+/* Does entry i's staged data go home at finalize? */
+static bool goes_home(struct uhmm_migrate *m, unsigned long i, const uint8_t *has)
+{
+	struct mig *g = M(m);
+	bool migrated = (m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) && g->committed &&
+			(m->dst[i] & UHMM_MIGRATE_PFN_VALID);
+
+	if (!g->ps[i] || !g->staging || (has && has[i] != HAS_DATA))
+		return false;
+	return (g->sel[i] == SEL_SYS && !migrated) || (g->sel[i] == SEL_DEV && migrated);
 }
 
 UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
@@ -824,6 +867,7 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 	struct uhmm_mm *mm;
 	struct mig *g;
 	uint8_t *has = NULL;
+	uintptr_t *addrs;
 
 	if (!m || !(g = M(m)))
 		return;
@@ -831,24 +875,51 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 	if (g->staging) {
 		has = uhmm__malloc(m->npages);
 		if (has && present_map(mm, (uintptr_t)g->staging, m->npages, has))
-			memset(has, 1, m->npages); /* cannot tell: try every page */
+			memset(has, HAS_DATA, m->npages); /* cannot tell: try every page */
 	}
+	addrs = uhmm__calloc(m->npages, sizeof(*addrs));
+	/* Where each page lives now (the range may have moved or gone). */
+	pthread_mutex_lock(&mm->lock);
 	for (unsigned long i = 0; i < m->npages; i++) {
-		bool migrated = m->src[i] & UHMM_MIGRATE_PFN_MIGRATE && g->committed &&
+		uintptr_t expect = m->start + (i << UHMM__PAGE_SHIFT);
+
+		if (!g->ps[i])
+			continue;
+		if (addrs) {
+			struct uhmm__area *a = uhmm__area_find(&mm->areas, expect);
+
+			addrs[i] = a && uhmm__area_ps(a, expect) == g->ps[i]
+					   ? expect
+					   : uhmm__ps_to_addr(mm, g->ps[i]);
+		}
+	}
+	pthread_mutex_unlock(&mm->lock);
+	/* Data home, in runs contiguous on both sides. */
+	for (unsigned long i = 0; addrs && i < m->npages;) {
+		unsigned long j = i + 1;
+
+		if (!goes_home(m, i, has) || !addrs[i]) {
+			i++;
+			continue;
+		}
+		while (j < m->npages && goes_home(m, j, has) &&
+		       addrs[j] == addrs[i] + ((j - i) << UHMM__PAGE_SHIFT))
+			j++;
+		place_home(m, i, j, addrs[i]);
+		i = j;
+	}
+	pthread_mutex_lock(&mm->lock);
+	for (unsigned long i = 0; i < m->npages; i++) {
+		bool migrated = (m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) && g->committed &&
 				(m->dst[i] & UHMM_MIGRATE_PFN_VALID);
 		uint64_t *ps = g->ps[i];
 		uintptr_t addr;
 
 		if (!ps)
 			continue;
-		pthread_mutex_lock(&mm->lock);
-		addr = uhmm__ps_to_addr(mm, ps);
-		pthread_mutex_unlock(&mm->lock);
-		/* System data waiting in staging goes home: not migrated, or migrated to RAM. */
-		if (g->staging && (!has || has[i] == HAS_DATA) &&
-		    ((g->sel[i] == SEL_SYS && !migrated) || (g->sel[i] == SEL_DEV && migrated)))
-			place_home(m, i, addr);
-		pthread_mutex_lock(&mm->lock);
+		addr = addrs ? addrs[i] : uhmm__ps_to_addr(mm, ps);
+		if (!addrs && goes_home(m, i, has) && addr)
+			place_home(m, i, i + 1, addr); /* no memory for the batch: one by one */
 		if (g->sel[i] == SEL_DEV && migrated) {
 			/* The device page is left behind: release it. */
 			struct uhmm_pagemap *pg = g->src_pg[i];
@@ -882,10 +953,14 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 			*ps = 0;
 		}
 		*ps &= ~UHMM__PS_MIGRATING;
-		pthread_mutex_unlock(&mm->lock);
-		if (addr)
-			uhmm__uffd_wake(mm->uffd, addr, UHMM__PAGE_SIZE);
 	}
+	pthread_mutex_unlock(&mm->lock);
+	/* Wake the threads waiting on these pages: the range in one call. */
+	uhmm__uffd_wake(mm->uffd, m->start, m->end - m->start);
+	for (unsigned long i = 0; addrs && i < m->npages; i++)
+		if (addrs[i] && addrs[i] != m->start + (i << UHMM__PAGE_SHIFT))
+			uhmm__uffd_wake(mm->uffd, addrs[i], UHMM__PAGE_SIZE); /* moved by mremap */
+	uhmm__free(addrs);
 	uhmm__free(has);
 	migration_wake(mm);
 	uhmm__put_list(&puts);

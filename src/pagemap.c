@@ -186,7 +186,7 @@ static void scrub(struct uhmm_pagemap *pg, uint64_t page, size_t n)
 	char *st = uhmm__dpage_storage(pg, page);
 
 	if (st)
-		uhmm__zap_quiet(pg->mm, (uintptr_t)st, n * UHMM__PAGE_SIZE);
+		uhmm__zap_private(pg->mm, (uintptr_t)st, n * UHMM__PAGE_SIZE);
 }
 
 /* Take one page (n == 1) or a whole free section (n == 512). Under lock. */
