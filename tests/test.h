@@ -6,6 +6,7 @@
 #ifndef UHMM_TEST_H
 #define UHMM_TEST_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,6 +75,19 @@ static inline void *test_map(size_t len, int flags)
 }
 
 #define test_anon(len) test_map(len, MAP_PRIVATE | MAP_ANONYMOUS)
+
+/* Entries in a /proc directory (fds, tasks): for leak checks. */
+static inline int test_count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+
+	CHECK(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
 
 /* Deterministic pseudo-random numbers (xorshift64*), seeded per test. */
 static inline uint64_t test_rand(uint64_t *s)

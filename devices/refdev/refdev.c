@@ -147,7 +147,13 @@ static const struct uhmm_interval_notifier_ops notifier_ops = { .invalidate = in
 
 /* --- faulting: the retry protocol ----------------------------------------- */
 
-static int mirror(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, bool write)
+/*
+ * Mirror [s, e) into the table: fault with @flags (0: a snapshot), commit
+ * under the lock only if nothing was invalidated meanwhile. With
+ * @device_only, only the device's own pages are committed.
+ */
+static int mirror_range(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, unsigned long flags,
+			bool device_only)
 {
 	size_t n = (e - s) / PAGE;
 	unsigned long *pfns = calloc(n, sizeof(*pfns));
@@ -156,7 +162,7 @@ static int mirror(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, bool write)
 		.start = s,
 		.end = e,
 		.hmm_pfns = pfns,
-		.default_flags = UHMM_PFN_REQ_FAULT | (write ? UHMM_PFN_REQ_WRITE : 0),
+		.default_flags = flags,
 		.dev_private_owner = &d->owner_tag,
 	};
 	int ret;
@@ -176,13 +182,19 @@ static int mirror(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, bool write)
 			continue;
 		}
 		for (size_t i = 0; i < n && !ret; i++)
-			if (pfns[i] & UHMM_PFN_VALID)
+			if ((pfns[i] & UHMM_PFN_VALID) &&
+			    (!device_only || (pfns[i] & UHMM_PFN_DEVICE_PRIVATE)))
 				ret = pt_set(d, s + i * PAGE, pfns[i]);
 		pthread_mutex_unlock(&d->lock);
 		break;
 	}
 	free(pfns);
 	return ret;
+}
+
+static int mirror(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, bool write)
+{
+	return mirror_range(d, s, e, UHMM_PFN_REQ_FAULT | (write ? UHMM_PFN_REQ_WRITE : 0), false);
 }
 
 /* --- moving bytes between the device and memory ----------------------------- */
@@ -324,45 +336,13 @@ static int for_each_mapping(struct uhmm_refdev *d, uintptr_t s, uintptr_t e, chu
 }
 
 /*
- * Map every page of [s, e) the device holds, by the retry protocol: a
- * snapshot (nothing faulted) whose device entries are committed. Pages it
- * held before this migration were unmapped by its MIGRATE invalidation too.
+ * Map every page of [s, e) the device holds: a snapshot whose device entries
+ * are committed. Pages it held before this migration were unmapped by its
+ * MIGRATE invalidation too.
  */
 static int map_device_pages(struct uhmm_refdev *d, uintptr_t s, uintptr_t e)
 {
-	size_t n = (e - s) / PAGE;
-	unsigned long *pfns = calloc(n, sizeof(*pfns));
-	struct uhmm_range r = {
-		.notifier = &d->notifier,
-		.start = s,
-		.end = e,
-		.hmm_pfns = pfns,
-		.dev_private_owner = &d->owner_tag,
-	};
-	int ret;
-
-	if (!pfns)
-		return -ENOMEM;
-	for (;;) {
-		r.notifier_seq = uhmm_interval_read_begin(&d->notifier);
-		ret = uhmm_range_fault(&r);
-		if (ret == -EBUSY)
-			continue;
-		if (ret)
-			break;
-		pthread_mutex_lock(&d->lock);
-		if (uhmm_interval_read_retry(&d->notifier, r.notifier_seq)) {
-			pthread_mutex_unlock(&d->lock);
-			continue;
-		}
-		for (size_t i = 0; i < n && !ret; i++)
-			if (pfns[i] & UHMM_PFN_DEVICE_PRIVATE)
-				ret = pt_set(d, s + i * PAGE, pfns[i]);
-		pthread_mutex_unlock(&d->lock);
-		break;
-	}
-	free(pfns);
-	return ret;
+	return mirror_range(d, s, e, 0, true);
 }
 
 static int migrate_to_dev(struct uhmm_refdev *d, struct uhmm_refdev_cmd *c)

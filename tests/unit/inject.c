@@ -5,23 +5,10 @@
  * clean -errno that leaks no fd, thread or managed range, and leaves the
  * user's data intact.
  */
-#include <dirent.h>
-
 #include "test.h"
 
 void uhmm__inject_after(long n);
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	int n = 0;
-
-	CHECK(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 int main(void)
 {
@@ -30,8 +17,8 @@ int main(void)
 	long n;
 
 	uhmm_mm_free(test_mm_new());
-	fds0 = count_dir("/proc/self/fd");
-	tasks0 = count_dir("/proc/self/task");
+	fds0 = test_count_dir("/proc/self/fd");
+	tasks0 = test_count_dir("/proc/self/task");
 
 	/* uhmm_mm_new */
 	for (n = 1;; n++) {
@@ -42,8 +29,8 @@ int main(void)
 			break;
 		CHECK(mm == NULL);
 		CHECK(r == -ENOMEM || r == -EMFILE || r == -EAGAIN);
-		CHECK_EQ(count_dir("/proc/self/fd"), fds0);
-		CHECK_EQ(count_dir("/proc/self/task"), tasks0);
+		CHECK_EQ(test_count_dir("/proc/self/fd"), fds0);
+		CHECK_EQ(test_count_dir("/proc/self/task"), tasks0);
 		steps++;
 	}
 	CHECK(steps >= 4); /* memory, fds and the thread were all walked */
@@ -102,7 +89,7 @@ int main(void)
 		CHECK(errno == ENOMEM);
 	}
 	uhmm_mm_free(mm);
-	CHECK_EQ(count_dir("/proc/self/fd"), fds0);
-	CHECK_EQ(count_dir("/proc/self/task"), tasks0);
+	CHECK_EQ(test_count_dir("/proc/self/fd"), fds0);
+	CHECK_EQ(test_count_dir("/proc/self/task"), tasks0);
 	return 0;
 }

@@ -4,21 +4,8 @@
  * memory; free(NULL) is allowed; a managed range survives teardown with its
  * contents and is ordinary memory afterwards.
  */
-#include <dirent.h>
-
 #include "test.h"
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	int n = 0;
-
-	CHECK(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 int main(void)
 {
@@ -26,8 +13,8 @@ int main(void)
 
 	uhmm_mm_free(NULL);
 	uhmm_mm_free(test_mm_new()); /* warm up lazily created process state */
-	fds0 = count_dir("/proc/self/fd");
-	tasks0 = count_dir("/proc/self/task");
+	fds0 = test_count_dir("/proc/self/fd");
+	tasks0 = test_count_dir("/proc/self/task");
 	for (int i = 0; i < 200; i++) {
 		struct uhmm_mm *mm = test_mm_new();
 		char *p = test_anon(16 * PAGE_SIZE);
@@ -42,7 +29,7 @@ int main(void)
 		p[2 * PAGE_SIZE] = 'z'; /* ordinary memory again */
 		CHECK_EQ(munmap(p, 16 * PAGE_SIZE), 0);
 	}
-	CHECK_EQ(count_dir("/proc/self/fd"), fds0);
-	CHECK_EQ(count_dir("/proc/self/task"), tasks0);
+	CHECK_EQ(test_count_dir("/proc/self/fd"), fds0);
+	CHECK_EQ(test_count_dir("/proc/self/task"), tasks0);
 	return 0;
 }
