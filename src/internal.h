@@ -189,6 +189,7 @@ struct uhmm_pagemap {
 	uint64_t pages_total;
 	bool fail_next;
 	unsigned int callbacks;	/* page_free calls running; teardown waits */
+	unsigned int users;	/* CPU fault-backs using it; under lock; teardown waits */
 	uint64_t migrated_to, migrated_from, faults, alloc_failures;
 };
 

@@ -1102,28 +1102,37 @@ int uhmm__fault_device(struct uhmm_mm *mm, uintptr_t addr, unsigned int slot)
 	void *owner;
 	long r;
 
+	/*
+	 * Pin the pagemap while it is attached: uhmm_pagemap_free() detaches
+	 * it, then waits for its users (the fault may outlive its last page).
+	 */
 	pthread_mutex_lock(&mm->lock);
 	pg = mm->pagemaps[slot];
 	owner = pg ? pg->cfg.owner : NULL;
+	if (pg) {
+		pthread_mutex_lock(&pg->lock);
+		pg->users++;
+		pthread_mutex_unlock(&pg->lock);
+	}
 	pthread_mutex_unlock(&mm->lock);
 	if (!pg)
 		return -EFAULT;
 	if (pg->cfg.ops && pg->cfg.ops->migrate_to_ram) {
 		/* The device's own path; 0 means done (or held elsewhere: refault). */
 		r = pg->cfg.ops->migrate_to_ram(pg, mm, addr);
-		if (r)
-			return (int)r;
 	} else {
 		r = to_ram(mm, addr, addr + UHMM__PAGE_SIZE, owner, addr);
-		if (r < 0)
-			return (int)r;
 		if (r == 0)
-			return -EAGAIN; /* someone else is migrating it: wait */
+			r = -EAGAIN; /* someone else is migrating it: wait */
+		else if (r > 0)
+			r = 0;
 	}
 	pthread_mutex_lock(&pg->lock);
-	pg->faults++;
+	pg->faults += r == 0;
+	pg->users--;
+	pthread_cond_broadcast(&pg->cond);
 	pthread_mutex_unlock(&pg->lock);
-	return 0;
+	return (int)r;
 }
 
 void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n)

@@ -415,6 +415,11 @@ UHMM__EXPORT void uhmm_pagemap_free(struct uhmm_pagemap *pg)
 	}
 	pthread_mutex_unlock(&pg->lock);
 	uhmm__pagemap_detach(pg->mm, pg);
+	/* No new fault-back can find it now; wait for those under way. */
+	pthread_mutex_lock(&pg->lock);
+	while (pg->users)
+		pthread_cond_wait(&pg->cond, &pg->lock);
+	pthread_mutex_unlock(&pg->lock);
 	for (unsigned int i = 0; i < pg->nsections; i++) {
 		if (pg->sections[i] && pg->sections[i]->storage)
 			storage_free(pg, pg->sections[i]->storage);
