@@ -1061,6 +1061,16 @@ static long to_ram(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, void *own
 	uhmm_migrate_pages(&m);
 	for (unsigned long i = 0; i < m.npages; i++)
 		moved += !!(src[i] & UHMM_MIGRATE_PFN_MIGRATE);
+	if (fault_page && moved) {
+		/* Counted before finalize wakes the faulting thread (stats race). */
+		struct uhmm_pagemap *pg = M(&m)->src_pg[(fault_page - start) >> UHMM__PAGE_SHIFT];
+
+		if (pg) {
+			pthread_mutex_lock(&pg->lock);
+			pg->faults++;
+			pthread_mutex_unlock(&pg->lock);
+		}
+	}
 	uhmm_migrate_finalize(&m);
 	uhmm__free(src);
 	uhmm__free(dst);
@@ -1128,7 +1138,8 @@ int uhmm__fault_device(struct uhmm_mm *mm, uintptr_t addr, unsigned int slot)
 			r = 0;
 	}
 	pthread_mutex_lock(&pg->lock);
-	pg->faults += r == 0;
+	if (pg->cfg.ops && pg->cfg.ops->migrate_to_ram)
+		pg->faults += r == 0; /* the device's own path: counted after */
 	pg->users--;
 	pthread_cond_broadcast(&pg->cond);
 	pthread_mutex_unlock(&pg->lock);
