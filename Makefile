@@ -1,6 +1,7 @@
 # uhmm: the two commands a new user types.
 #   make run    build and run the main job (uhmm demo)
 #   make test   build and run every test
+#   make bench  the benchmarks; make stress  the migration storm, long
 # Variables: BUILD (build dir), SANITIZE (address,undefined | thread), JOBS.
 
 BUILD ?= build
@@ -9,7 +10,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 
-.PHONY: all configure build run test bench install clean deps
+.PHONY: all configure build run test bench stress install clean deps
 
 all: build
 
@@ -34,6 +35,12 @@ test: build
 
 bench: build
 	$(BUILD)/uhmm bench
+
+# The migration storm, long (STRESS_SECONDS per fault mode).
+STRESS_SECONDS ?= 60
+stress: build
+	UHMM_FAULT_MODE=thread UHMM_STORM_SECONDS=$(STRESS_SECONDS) $(BUILD)/tests/test-migrate_storm
+	UHMM_FAULT_MODE=signal UHMM_STORM_SECONDS=$(STRESS_SECONDS) $(BUILD)/tests/test-migrate_storm
 
 install: build
 	cmake --install $(BUILD)
