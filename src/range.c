@@ -140,8 +140,14 @@ static int fill_missing(struct uhmm_mm *mm, uintptr_t s, uintptr_t e)
 			continue;
 		}
 		pthread_mutex_unlock(&mm->lock);
-		/* A device holds it, or it is migrating: the fault path waits/brings it. */
-		r = uhmm__fault_resolve(mm, s, false, false);
+		/*
+		 * A device holds it, or it is migrating: the fault path brings it
+		 * home, waiting for a migration under way (as a faulting thread
+		 * does in signal mode: this is a caller's thread, not a service one).
+		 */
+		r = uhmm__fault_resolve(mm, s, false, true);
+		if (r == -EAGAIN)
+			r = 0; /* transient: the next round sees it */
 		s += UHMM__PAGE_SIZE;
 	}
 	return r;
@@ -230,7 +236,8 @@ static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uint
 	if (!r->dev_private_owner || !a)
 		return 0;
 	ps = *uhmm__area_ps(a, addr);
-	if ((ps & UHMM__PS_RES_MASK) != UHMM__PS_RES_DEVICE || !r->dev_private_owner ||
+	/* Being migrated: like a migration entry, not present (its data is moving). */
+	if ((ps & UHMM__PS_RES_MASK) != UHMM__PS_RES_DEVICE || (ps & UHMM__PS_MIGRATING) ||
 	    uhmm__pagemap_owner(mm, uhmm__ps_slot(ps)) != r->dev_private_owner)
 		return 0;
 	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE | (a->writable ? UHMM_PFN_WRITE : 0) |
