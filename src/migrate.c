@@ -653,7 +653,6 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 	{
 		void **dst = uhmm__malloc(n * sizeof(*dst));
 		uint64_t *src = uhmm__malloc(n * sizeof(*src));
-		char *bounce = NULL;
 
 		if (!dst || !src) {
 			uhmm__free(dst);
@@ -671,7 +670,6 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 			src[k] = s0 + k;
 		}
 		r = pg->cfg.ops->copy_from_device(pg, dst, src, n);
-		(void)bounce;
 		uhmm__free(dst);
 		uhmm__free(src);
 	}

@@ -38,7 +38,10 @@ struct uhmm_refdev_config {
 int uhmm_refdev_new(struct uhmm_refdev **ret, struct uhmm_mm *mm,
 		    const struct uhmm_refdev_config *cfg);
 
-/** uhmm_refdev_free() - every page the device holds comes home first. NULL ok. */
+/**
+ * uhmm_refdev_free() - every page the device holds comes home first. NULL ok.
+ * Must be called before uhmm_mm_free() of its mm.
+ */
 void uhmm_refdev_free(struct uhmm_refdev *dev);
 
 struct uhmm_refdev_cmd {
