@@ -32,8 +32,9 @@ static void apply_unmap(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 	uhmm__discard_device_pages(mm, start, end, &puts);
 	/*
 	 * -ENOMEM here (the table could not grow for a split) leaves stale
-	 * areas over an unmapped range; they are harmless (faults there
-	 * cannot happen) and are retried by the next event or unmanage.
+	 * areas over an unmapped range: no fault can come from there, and
+	 * uhmm_mm_areas() reports them until the range is unmanaged or the
+	 * mm freed. Nothing retries the cut.
 	 */
 	uhmm__areas_cut(&mm->areas, start, end, NULL);
 	pthread_mutex_unlock(&mm->lock);

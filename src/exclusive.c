@@ -104,8 +104,13 @@ UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start
 		uint64_t *ps, page;
 		size_t moved = 0;
 
-		/* Faulted in, writable, as make_device_exclusive does (FOLL_WRITE). */
-		if (uhmm__fault_resolve(mm, a, true, true) < 0 && !vma.write)
+		/*
+		 * Faulted in (home from a device, or filled), then writable, as
+		 * make_device_exclusive does with FOLL_WRITE. A read-only page
+		 * cannot be moved to the store: it is left to the CPU below.
+		 */
+		r = uhmm__fault_resolve(mm, a, vma.write, true);
+		if (r < 0 && r != -EAGAIN)
 			return done ? done : -EFAULT;
 		if (vma.write)
 			uhmm__sys_madvise((void *)a, UHMM__PAGE_SIZE, MADV_POPULATE_WRITE);

@@ -416,13 +416,14 @@ static int isolate_system(struct uhmm_mm *mm, struct uhmm_migrate *m, const stru
 				failed[i] = 0;
 				continue;
 			}
-			if (has[i] == HAS_DATA && !vma->write &&
-			    (g->staging_dirty = true) &&
-			    uhmm__uffd_copy(mm->uffd, (uintptr_t)stage(m, i), (void *)addr,
-					    UHMM__PAGE_SIZE, 0, NULL) == 0) {
-				uhmm__zap_quiet(mm, addr, UHMM__PAGE_SIZE);
-				failed[i] = 0;
-				continue;
+			if (has[i] == HAS_DATA && !vma->write) {
+				g->staging_dirty = true; /* staging may keep a copy */
+				if (uhmm__uffd_copy(mm->uffd, (uintptr_t)stage(m, i), (void *)addr,
+						    UHMM__PAGE_SIZE, 0, NULL) == 0) {
+					uhmm__zap_quiet(mm, addr, UHMM__PAGE_SIZE);
+					failed[i] = 0;
+					continue;
+				}
 			}
 			unselect(mm, m, i); /* shared copy-on-write: left in place */
 		}
@@ -876,20 +877,31 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 			memset(has, HAS_DATA, m->npages); /* cannot tell: try every page */
 	}
 	addrs = uhmm__calloc(m->npages, sizeof(*addrs));
+	if (!addrs) {
+		/* No memory for the batch: place page by page, never under mm->lock. */
+		for (unsigned long i = 0; i < m->npages; i++) {
+			uintptr_t addr;
+
+			if (!goes_home(m, i, has))
+				continue;
+			pthread_mutex_lock(&mm->lock);
+			addr = uhmm__ps_to_addr(mm, g->ps[i]);
+			pthread_mutex_unlock(&mm->lock);
+			if (addr)
+				place_home(m, i, i + 1, addr);
+		}
+	}
 	/* Where each page lives now (the range may have moved or gone). */
 	pthread_mutex_lock(&mm->lock);
-	for (unsigned long i = 0; i < m->npages; i++) {
+	for (unsigned long i = 0; addrs && i < m->npages; i++) {
 		uintptr_t expect = m->start + (i << UHMM__PAGE_SHIFT);
+		struct uhmm__area *a;
 
 		if (!g->ps[i])
 			continue;
-		if (addrs) {
-			struct uhmm__area *a = uhmm__area_find(&mm->areas, expect);
-
-			addrs[i] = a && uhmm__area_ps(a, expect) == g->ps[i]
-					   ? expect
-					   : uhmm__ps_to_addr(mm, g->ps[i]);
-		}
+		a = uhmm__area_find(&mm->areas, expect);
+		addrs[i] = a && uhmm__area_ps(a, expect) == g->ps[i] ? expect
+								     : uhmm__ps_to_addr(mm, g->ps[i]);
 	}
 	pthread_mutex_unlock(&mm->lock);
 	/* Data home, in runs contiguous on both sides. */
@@ -916,8 +928,6 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 		if (!ps)
 			continue;
 		addr = addrs ? addrs[i] : uhmm__ps_to_addr(mm, ps);
-		if (!addrs && goes_home(m, i, has) && addr)
-			place_home(m, i, i + 1, addr); /* no memory for the batch: one by one */
 		if (g->sel[i] == SEL_DEV && migrated) {
 			/* The device page is left behind: release it. */
 			struct uhmm_pagemap *pg = g->src_pg[i];

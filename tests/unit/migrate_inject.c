@@ -35,7 +35,8 @@ static int fail_copy;
 static int to_dev(struct uhmm_pagemap *pg, const uint64_t *dst, const void *const *src, size_t n)
 {
 	(void)pg;
-	if (fail_copy && !--fail_copy)
+	/* Fail migration batches only (n > 1), not the one-page scrubs of allocation. */
+	if (n > 1 && fail_copy && !--fail_copy)
 		return -EIO;
 	for (size_t i = 0; i < n; i++)
 		memcpy(devmem[dst[i]], src[i], PAGE_SIZE);
@@ -100,15 +101,20 @@ int main(void)
 					  .end = (uintptr_t)p + N * PAGE_SIZE, .src = src, .dst = dst,
 					  .pgmap_owner = &owner, .flags = UHMM_MIGRATE_SELECT_SYSTEM };
 
+		struct uhmm_pagemap_stats st;
+
 		CHECK_EQ(uhmm_pagemap_new(&pg, mm, &cfg), 0);
 		CHECK_EQ(uhmm_pagemap_add_memory(pg, 2u << 20), 0);
-		fail_copy = 1 + 64; /* scrubbing copies 64 zero pages (N+...): fail later */
 		CHECK_EQ(uhmm_migrate_setup(&m), 0);
 		CHECK_EQ(m.cpages, N);
-		fail_copy = 1; /* the next batch copy fails */
-		uhmm_migrate_alloc_and_copy(&m, pg);
+		fail_copy = 1; /* the batch copy (all N pages contiguous) fails */
+		CHECK_EQ(uhmm_migrate_alloc_and_copy(&m, pg), 0); /* no entry kept a destination */
+		CHECK_EQ(fail_copy, 0);			     /* the batch path really ran */
 		uhmm_migrate_pages(&m);
 		uhmm_migrate_finalize(&m);
+		CHECK_EQ(uhmm_mm_resident(mm, m.start, m.end, NULL), 0); /* nothing migrated */
+		uhmm_pagemap_stats(pg, &st);
+		CHECK_EQ(st.pages_free, st.pages_total); /* the device pages went back */
 		verify(p);
 		/* And a clean one, then home through the device's copy. */
 		fail_copy = 0;
