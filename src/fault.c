@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -119,6 +120,40 @@ int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_
 
 /* --- thread mode ------------------------------------------------------- */
 
+/* Set on uhmm's service threads: they are the readers of the userfaultfd. */
+static _Thread_local bool on_service_thread;
+
+/*
+ * The kernel answers -EAGAIN to UFFDIO_MOVE/COPY while an event (munmap,
+ * madvise, mremap of registered memory) has not been read. A service thread
+ * must not wait for that: it is the reader. It reads what is queued itself,
+ * applies the events in order, and wakes the threads whose faults it read
+ * (they fault again and are served later). Anyone else just yields to it.
+ */
+void uhmm__eagain_wait(struct uhmm_mm *mm)
+{
+	struct uffd_msg msgs[16];
+	ssize_t got;
+
+	if (!on_service_thread || pthread_mutex_trylock(&mm->event_lock)) {
+		sched_yield();
+		return;
+	}
+	got = read(mm->uffd, msgs, sizeof(msgs));
+	for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof(msgs[0]); i++) {
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			uhmm__event_apply(mm, &msgs[i]);
+	}
+	pthread_mutex_unlock(&mm->event_lock);
+	for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof(msgs[0]); i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			uhmm__uffd_wake(mm->uffd, msgs[i].arg.pagefault.address &
+						  ~(uintptr_t)(UHMM__PAGE_SIZE - 1),
+					UHMM__PAGE_SIZE);
+	if (got <= 0)
+		sched_yield();
+}
+
 #define MSG_BATCH 16
 
 static void serve_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
@@ -175,6 +210,8 @@ static void *service_main(void *arg)
 {
 	struct uhmm_mm *mm = arg;
 	struct uffd_msg msgs[MSG_BATCH];
+
+	on_service_thread = true;
 	struct pollfd pfd[2] = {
 		{ .fd = mm->uffd, .events = POLLIN },
 		{ .fd = mm->stop_fd, .events = POLLIN },

@@ -338,6 +338,8 @@ void uhmm__service_stop(struct uhmm_mm *mm);
  */
 int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal);
 int uhmm__sigbus_install(void);
+/* A uffd op said -EAGAIN (an event unread): let it pass (fault.c). */
+void uhmm__eagain_wait(struct uhmm_mm *mm);
 
 /* --- event.c ------------------------------------------------------------- */
 

@@ -250,6 +250,7 @@ static void move_run(struct uhmm_mm *mm, uintptr_t dst, uintptr_t src, size_t le
 		     uint8_t *failed)
 {
 	size_t off = 0;
+	int stalls = 0;
 
 	while (off < len) {
 		size_t done = 0;
@@ -263,6 +264,10 @@ static void move_run(struct uhmm_mm *mm, uintptr_t dst, uintptr_t src, size_t le
 			return;
 		if (r == -EAGAIN && done)
 			continue; /* partial progress */
+		if (r == -EAGAIN && ++stalls < 1000) {
+			uhmm__eagain_wait(mm); /* an event is being announced */
+			continue;
+		}
 		failed[off >> UHMM__PAGE_SHIFT] = 1;
 		off += UHMM__PAGE_SIZE;
 	}
@@ -633,7 +638,8 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 					    (n << UHMM__PAGE_SHIFT) - done,
 					    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &off);
 			done += off;
-		} while (r == -EAGAIN && done < (n << UHMM__PAGE_SHIFT) && (sched_yield(), true));
+		} while (r == -EAGAIN && done < (n << UHMM__PAGE_SHIFT) &&
+			 (uhmm__eagain_wait(m->mm), true));
 		if (!r || done >= (n << UHMM__PAGE_SHIFT))
 			uhmm__dpage_mark(pg, s0, n, false); /* moved out whole: empty */
 		if (r && done < (n << UHMM__PAGE_SHIFT)) {
@@ -645,7 +651,7 @@ static int copy_from_dev(struct uhmm_migrate *m, unsigned long i, unsigned long 
 				do
 					c = uhmm__uffd_copy(m->mm->uffd, (uintptr_t)dst0 + o, st + o,
 							    UHMM__PAGE_SIZE, 0, NULL);
-				while (c == -EAGAIN && (sched_yield(), true));
+				while (c == -EAGAIN && (uhmm__eagain_wait(m->mm), true));
 			}
 			r = 0;
 		}
@@ -830,10 +836,10 @@ static void place_home(struct uhmm_migrate *m, unsigned long i, unsigned long j,
 		off += done;
 		if (!r || off >= len)
 			return;
-		if (r != -EAGAIN || tries > 10000)
+		if (r != -EAGAIN || tries > 100000)
 			break;
 		if (!done)
-			sched_yield();
+			uhmm__eagain_wait(m->mm);
 	}
 	/* Some page would not move (read-only destination): page by page, copying. */
 	for (size_t o = off & ~(UHMM__PAGE_SIZE - 1); o < len; o += UHMM__PAGE_SIZE) {
@@ -843,7 +849,7 @@ static void place_home(struct uhmm_migrate *m, unsigned long i, unsigned long j,
 			do
 				r = uhmm__uffd_copy(m->mm->uffd, addr + o, stage(m, i) + o,
 						    UHMM__PAGE_SIZE, UFFDIO_COPY_MODE_DONTWAKE, NULL);
-			while (r == -EAGAIN && (sched_yield(), true));
+			while (r == -EAGAIN && (uhmm__eagain_wait(m->mm), true));
 		}
 	}
 }
