@@ -7,6 +7,8 @@
 #define UHMM_TEST_H
 
 #include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,5 +99,72 @@ static inline uint64_t test_rand(uint64_t *s)
 	*s ^= *s >> 27;
 	return *s * 2685821657736338717ull;
 }
+
+
+/* Fail, instead of hanging until the CTest timeout, past @seconds. */
+static inline void test_deadline_hit(int sig)
+{
+	static const char msg[] = "FAIL: deadline passed (a hang)\n";
+
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+static inline void test_deadline(unsigned int seconds)
+{
+	signal(SIGALRM, test_deadline_hit);
+	alarm(seconds);
+}
+
+/* What word @w of page @pg holds under pattern @tag: unique per page and tag. */
+static inline uint64_t test_word(size_t pg, size_t w, uint64_t tag)
+{
+	return (tag << 40) ^ ((uint64_t)pg << 12) ^ (uint64_t)w ^ 0x5a5a000000000000ull;
+}
+
+/* Fill pages [0, n) of @p with pattern @tag. */
+static inline void test_fill(void *p, size_t first, size_t n, uint64_t tag)
+{
+	for (size_t pg = first; pg < first + n; pg++) {
+		uint64_t *q = (uint64_t *)((char *)p + pg * PAGE_SIZE);
+
+		for (size_t w = 0; w < PAGE_SIZE / 8; w++)
+			q[w] = test_word(pg, w, tag);
+	}
+}
+
+/* Does page @pg of @p hold pattern @tag (tag 0 with @zero: all zeros)? */
+static inline bool test_page_is(const void *p, size_t pg, uint64_t tag, bool zero)
+{
+	const uint64_t *q = (const uint64_t *)((const char *)p + pg * PAGE_SIZE);
+
+	for (size_t w = 0; w < PAGE_SIZE / 8; w++)
+		if (q[w] != (zero ? 0 : test_word(pg, w, tag)))
+			return false;
+	return true;
+}
+
+/* Check pages [first, first+n) hold @tag; name the first that does not. */
+#define CHECK_PAGES(p, first, n, tag)                                                    \
+	do {                                                                             \
+		for (size_t _pg = (first); _pg < (first) + (n); _pg++)                   \
+			if (!test_page_is((p), _pg, (tag), false)) {                     \
+				fprintf(stderr, "%s:%d: page %zu lost its data\n", __FILE__, \
+					__LINE__, _pg);                                  \
+				exit(1);                                                 \
+			}                                                                \
+	} while (0)
+
+#define CHECK_ZERO_PAGES(p, first, n)                                                    \
+	do {                                                                             \
+		for (size_t _pg = (first); _pg < (first) + (n); _pg++)                   \
+			if (!test_page_is((p), _pg, 0, true)) {                          \
+				fprintf(stderr, "%s:%d: page %zu is not zero\n", __FILE__,   \
+					__LINE__, _pg);                                  \
+				exit(1);                                                 \
+			}                                                                \
+	} while (0)
 
 #endif
