@@ -179,9 +179,12 @@ int uhmm_manage(struct uhmm_mm *mm, void *addr, size_t len, unsigned int flags);
 
 /**
  * uhmm_unmanage() - give a range back to the kernel's sole management.
- * Pages keep their contents. Parts of the range that are not managed are
- * ignored; an area that straddles the range is split.
- * Return: 0, or -EINVAL for unaligned, zero or overflowing ranges.
+ * Pages keep their contents: pages on devices or held exclusively come
+ * home first, migrations under way end first. Parts of the range that are
+ * not managed are ignored; an area that straddles the range is split.
+ * Return: 0, or -EINVAL for unaligned, zero or overflowing ranges, -EBUSY
+ * when a device cannot give a page of the range back (the range stays
+ * managed, its data on the device), -ENOMEM.
  */
 int uhmm_unmanage(struct uhmm_mm *mm, void *addr, size_t len);
 
@@ -204,7 +207,11 @@ void *uhmm_alloc(struct uhmm_mm *mm, size_t len, unsigned int flags);
 
 /**
  * uhmm_free() - unmanage and unmap memory from uhmm_alloc(). @ptr NULL is
- * allowed. Return: 0, or -EINVAL when [ptr, ptr+len) is not such memory.
+ * allowed. [ptr, ptr+len) must be one whole allocation as uhmm_alloc()
+ * returned it (len rounded up to pages), not split since (a part unmapped
+ * by the program is the program's to unmap).
+ * Return: 0, or -EINVAL when [ptr, ptr+len) is not such memory (nothing
+ * changes), -EBUSY as uhmm_unmanage().
  */
 int uhmm_free(struct uhmm_mm *mm, void *ptr, size_t len);
 
@@ -259,8 +266,15 @@ void uhmm_mm_stats(struct uhmm_mm *mm, struct uhmm_mm_stats *out);
  *
  * For programs that install their own SIGBUS handler after creating a
  * signal-mode mm: call this at the top of the handler; when it returns true
- * the signal was uhmm's fault and has been resolved: return from the handler.
- * Async-signal-safe.
+ * the signal was uhmm's fault and has been resolved (or will be, when the
+ * access faults again): return from the handler.
+ *
+ * Async-signal-safe as long as the device's own callbacks are: resolving a
+ * fault on a page a device holds runs a migration of that one page in the
+ * handler, which allocates no memory and takes uhmm's locks only (never
+ * held where managed memory is touched), and calls the device's
+ * copy_from_device or migrate_to_ram callback and the invalidate
+ * callbacks of interval notifiers.
  */
 bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext);
 
@@ -320,12 +334,18 @@ struct uhmm_interval_notifier;
  *	take the lock it holds around uhmm_interval_read_retry(), call
  *	uhmm_interval_set_seq(n, cur_seq), stop using the range (clear its
  *	page-table entries), drop the lock and return true.
+ *	The device reads what this callback writes only under that lock (or
+ *	with atomics), never through a plain variable: the callback may run
+ *	inside the program's own munmap/madvise/mprotect/mremap/mmap, which
+ *	glibc declares leaf (__THROW), so the compiler may keep a file-scope
+ *	variable in a register across such a call (docs/MIRROR.md).
  *	Called from: the thread that changes the mapping (interposed munmap,
  *	mremap, madvise, mprotect, mmap MAP_FIXED), a uhmm service thread
  *	(events from raw syscalls), or the thread migrating / freeing. May
  *	block briefly; must not touch managed memory of the same mm, call
- *	uhmm_interval_notifier_insert()/_remove(), or munmap/mprotect managed
- *	memory (it could deadlock). Return: true (false is reserved).
+ *	uhmm_interval_notifier_insert()/_remove() (that aborts with a
+ *	message), or munmap/mprotect managed memory (it could deadlock).
+ *	Return: true (false is reserved).
  */
 struct uhmm_interval_notifier_ops {
 	bool (*invalidate)(struct uhmm_interval_notifier *n,
@@ -352,7 +372,8 @@ struct uhmm_interval_notifier {
  *	memory is notified for what the interposed calls see (docs/MIRROR.md).
  * @ops: callbacks; must outlive the insertion.
  * May block while an invalidation of the mm is running.
- * Return: 0, or -EINVAL (NULL argument, zero or overflowing length).
+ * Return: 0, or -EINVAL (NULL argument, zero or overflowing length),
+ * -EEXIST (@n is inserted already).
  */
 int uhmm_interval_notifier_insert(struct uhmm_interval_notifier *n, struct uhmm_mm *mm,
 				  uintptr_t start, size_t length,

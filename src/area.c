@@ -11,8 +11,9 @@
  * split or a move of an area is O(1) in state and cannot fail for memory of
  * state; only the table itself may need to grow.
  *
- * Concurrency: every function here runs under mm->lock; the exported verbs
- * take mm->event_lock then mm->lock (internal.h).
+ * Concurrency: the table functions run under mm->lock; the exported verbs
+ * take mm->event_lock then mm->lock (internal.h). Page states are pstate.c's:
+ * an area leaves the books only after its pages were dealt with there.
  */
 #include <errno.h>
 #include <string.h>
@@ -31,13 +32,13 @@
 struct uhmm__psblock *uhmm__psblock_new(size_t npages)
 {
 	struct uhmm__psblock *b = uhmm__malloc(sizeof(*b));
-	size_t bytes = npages * sizeof(uint64_t);
+	size_t bytes = npages * sizeof(struct uhmm__ps);
 	void *ps = NULL;
 
 	if (!b)
 		return NULL;
 	if (bytes <= PSBLOCK_HEAP_MAX) {
-		ps = uhmm__calloc(npages, sizeof(uint64_t));
+		ps = uhmm__calloc(npages, sizeof(struct uhmm__ps));
 	} else if (!uhmm__inject_fail() &&
 		   /* NORESERVE and untouched: a block costs memory only where written. */
 		   uhmm__sys_mmap(&ps, NULL, bytes, PROT_READ | PROT_WRITE,
@@ -54,13 +55,19 @@ struct uhmm__psblock *uhmm__psblock_new(size_t npages)
 	return b;
 }
 
+void uhmm__psblock_get(struct uhmm__psblock *b)
+{
+	b->refs++;
+}
+
 void uhmm__psblock_put(struct uhmm__psblock *b)
 {
 	if (b && --b->refs == 0) {
-		if (b->npages * sizeof(uint64_t) <= PSBLOCK_HEAP_MAX)
+		uhmm__ps_check_free(b->ps, b->npages);
+		if (b->npages * sizeof(struct uhmm__ps) <= PSBLOCK_HEAP_MAX)
 			uhmm__free(b->ps);
 		else
-			uhmm__sys_munmap(b->ps, b->npages * sizeof(uint64_t));
+			uhmm__sys_munmap(b->ps, b->npages * sizeof(struct uhmm__ps));
 		uhmm__free(b);
 	}
 }
@@ -284,7 +291,7 @@ static int find_gaps(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigne
 		const struct uhmm__area *a = &t->v[i];
 		struct piece g = { .start = cur, .end = a->start };
 
-		if (a->flags != flags)
+		if ((a->flags & UHMM_MANAGE_MIRROR_ONLY) != (flags & UHMM_MANAGE_MIRROR_ONLY))
 			return -EEXIST;
 		if (a->start > cur && pieces_push(gaps, &g))
 			return -ENOMEM;
@@ -306,9 +313,9 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
 	size_t nblk = 0;
 	int r;
 
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	r = find_gaps(mm, start, end, flags, &gaps);
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	/* The table cannot change while we hold event_lock: work unlocked. */
 	for (size_t i = 0; !r && i < gaps.n; i++)
 		r = collect_pieces(mm, gaps.v[i].start, gaps.v[i].end, &todo);
@@ -332,7 +339,7 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
 			goto out_blocks;
 		}
 	}
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	r = areas_reserve(&mm->areas, todo.n);
 	if (!r) {
 		for (size_t i = 0; i < todo.n; i++) {
@@ -349,7 +356,7 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
 			uhmm__areas_insert(&mm->areas, &a); /* cannot fail: reserved */
 		}
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	if (!r)
 		goto out_free;
 out_blocks:
@@ -373,36 +380,108 @@ UHMM__EXPORT int uhmm_manage(struct uhmm_mm *mm, void *addr, size_t len, unsigne
 		return -EINVAL;
 	if (flags & ~UHMM_MANAGE_MIRROR_ONLY)
 		return -EINVAL;
-	pthread_mutex_lock(&mm->event_lock);
+	uhmm__lock(&mm->event_lock);
 	r = uhmm__manage_locked(mm, start, start + len, flags);
-	pthread_mutex_unlock(&mm->event_lock);
+	uhmm__unlock(&mm->event_lock);
 	return r;
+}
+
+/* Does any page of [start, end) hold data off the CPU, or is it migrating? */
+static bool off_cpu(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct uhmm__ps_iter it;
+	struct uhmm__area *a;
+	struct uhmm__ps *p;
+	uintptr_t addr;
+
+	uhmm__ps_iter_init(&it, mm, start, end);
+	while (uhmm__ps_iter_next(&it, &addr, &a, &p))
+		if (!uhmm__ps_plain(uhmm__ps_load(p)))
+			return true;
+	return false;
 }
 
 UHMM__EXPORT int uhmm_unmanage(struct uhmm_mm *mm, void *addr, size_t len)
 {
-	uintptr_t start = (uintptr_t)addr;
+	uintptr_t start = (uintptr_t)addr, end = start + len;
 	struct uhmm__areas gone = { 0 };
 	int r = uhmm__check_range(start, len);
 
 	if (!mm || r)
 		return -EINVAL;
-	/* Unmanaged memory is ordinary memory: everything comes home first. */
-	uhmm__mm_bring_home(mm, start, start + len);
-	uhmm__exclusive_revoke_range(mm, start, start + len);
-	pthread_mutex_lock(&mm->event_lock);
-	pthread_mutex_lock(&mm->lock);
-	r = uhmm__areas_cut(&mm->areas, start, start + len, &gone);
-	pthread_mutex_unlock(&mm->lock);
+	/*
+	 * Unmanaged memory is ordinary memory: everything comes home first,
+	 * and migrations under way finish. Checked again under event_lock
+	 * (no new migration can isolate a page while it is held).
+	 */
+	for (;;) {
+		bool busy;
+
+		uhmm__mm_bring_home(mm, start, end);
+		uhmm__exclusive_revoke_range(mm, start, end);
+		uhmm__migrations_settle(mm, start, end);
+		uhmm__lock(&mm->event_lock);
+		uhmm__lock(&mm->lock);
+		busy = off_cpu(mm, start, end);
+		if (!busy)
+			break;
+		uhmm__unlock(&mm->lock);
+		uhmm__unlock(&mm->event_lock);
+		/* A device that cannot give a page back keeps it managed. */
+		uhmm__mm_bring_home(mm, start, end);
+		uhmm__lock(&mm->lock);
+		busy = off_cpu(mm, start, end);
+		uhmm__unlock(&mm->lock);
+		if (busy)
+			return -EBUSY;
+	}
+	r = uhmm__areas_cut(&mm->areas, start, end, &gone);
+	uhmm__unlock(&mm->lock);
 	for (size_t i = 0; i < gone.n; i++)
 		if (gone.v[i].registered)
 			uhmm__uffd_unregister(mm->uffd, gone.v[i].start,
 					      gone.v[i].end - gone.v[i].start);
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	uhmm__areas_release(&gone);
-	pthread_mutex_unlock(&mm->lock);
-	pthread_mutex_unlock(&mm->event_lock);
+	uhmm__unlock(&mm->lock);
+	uhmm__unlock(&mm->event_lock);
 	return r;
+}
+
+void uhmm__area_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct uhmm__put_list puts = { 0 };
+
+	uhmm__assert(uhmm__held(&mm->event_lock));
+	uhmm__lock(&mm->lock);
+	uhmm__ps_discard_range(mm, start, end, &puts);
+	/*
+	 * -ENOMEM here (the table could not grow for a split) leaves stale
+	 * areas over an unmapped range: their pages are ordinary memory now
+	 * (discarded above), no fault can come from there, and
+	 * uhmm_mm_areas() reports them until the range is unmanaged or the mm
+	 * freed.
+	 */
+	uhmm__areas_cut(&mm->areas, start, end, NULL);
+	uhmm__unlock(&mm->lock);
+	uhmm__put_list(&puts);
+}
+
+/*
+ * Manage the range on first device use. Only the range: anonymous mappings
+ * merge with their neighbours (an allocator's own regions among them), and
+ * registering a neighbour would route its munmaps through uhmm's events.
+ */
+int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	int r;
+
+	if (uhmm_is_managed(mm, (void *)start, end - start))
+		return 0;
+	uhmm__lock(&mm->event_lock);
+	r = uhmm__manage_locked(mm, start, end, 0);
+	uhmm__unlock(&mm->event_lock);
+	return r == -EEXIST ? 0 : r; /* managed with other flags: selection decides */
 }
 
 /* Is [start, end) covered by areas without a gap? Under mm->lock. */
@@ -426,9 +505,9 @@ UHMM__EXPORT bool uhmm_is_managed(struct uhmm_mm *mm, const void *addr, size_t l
 	if (!mm || uhmm__check_range(start, len))
 		return false;
 	uhmm__mm_event_barrier(mm);
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	r = covered(&mm->areas, start, start + len);
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	return r;
 }
 
@@ -452,13 +531,30 @@ UHMM__EXPORT void *uhmm_alloc(struct uhmm_mm *mm, size_t len, unsigned int flags
 		errno = -r;
 		return NULL;
 	}
-	r = uhmm_manage(mm, p, len, 0);
+	uhmm__lock(&mm->event_lock);
+	r = uhmm__manage_locked(mm, (uintptr_t)p, (uintptr_t)p + len, UHMM__AREA_ALLOC);
+	uhmm__unlock(&mm->event_lock);
 	if (r) {
 		uhmm__sys_munmap(p, len);
 		errno = -r;
 		return NULL;
 	}
 	return p;
+}
+
+/* Is [start, end) exactly one allocation of uhmm_alloc(), whole? */
+static bool is_allocation(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct uhmm__area *a;
+	bool r;
+
+	uhmm__mm_event_barrier(mm);
+	uhmm__lock(&mm->lock);
+	a = uhmm__area_find(&mm->areas, start);
+	r = a && (a->flags & UHMM__AREA_ALLOC) && a->start == start && a->end == end &&
+	    a->blk_off == 0 && a->blk->npages == (end - start) >> UHMM__PAGE_SHIFT;
+	uhmm__unlock(&mm->lock);
+	return r;
 }
 
 UHMM__EXPORT int uhmm_free(struct uhmm_mm *mm, void *ptr, size_t len)
@@ -470,7 +566,8 @@ UHMM__EXPORT int uhmm_free(struct uhmm_mm *mm, void *ptr, size_t len)
 	if (!mm || !len)
 		return -EINVAL;
 	len = (len + UHMM__PAGE_SIZE - 1) & ~(UHMM__PAGE_SIZE - 1);
-	if (!uhmm_is_managed(mm, ptr, len))
+	if (!uhmm__aligned((uintptr_t)ptr) || (uintptr_t)ptr + len < (uintptr_t)ptr ||
+	    !is_allocation(mm, (uintptr_t)ptr, (uintptr_t)ptr + len))
 		return -EINVAL;
 	r = uhmm_unmanage(mm, ptr, len);
 	if (r)
@@ -485,7 +582,7 @@ UHMM__EXPORT size_t uhmm_mm_areas(struct uhmm_mm *mm, struct uhmm_area_info *out
 	if (!mm)
 		return 0;
 	uhmm__mm_event_barrier(mm);
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	n = mm->areas.n;
 	for (size_t i = 0; i < n && i < max; i++) {
 		const struct uhmm__area *a = &mm->areas.v[i];
@@ -493,11 +590,11 @@ UHMM__EXPORT size_t uhmm_mm_areas(struct uhmm_mm *mm, struct uhmm_area_info *out
 		out[i] = (struct uhmm_area_info){
 			.start = a->start,
 			.end = a->end,
-			.flags = a->flags,
+			.flags = a->flags & UHMM_MANAGE_MIRROR_ONLY,
 			.kind = a->kind,
 			.registered = a->registered,
 		};
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	return n;
 }

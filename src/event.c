@@ -6,8 +6,10 @@
  *   UNMAP   munmap(), and the shrinking part of mremap();
  *   REMOVE  madvise(MADV_DONTNEED / MADV_REMOVE): pages dropped, range stays;
  *   REMAP   mremap() that moved the range (from, to, old length).
- * Each is applied to the area table and the page states here, under
- * mm->event_lock (held by the reader) and mm->lock.
+ * Each is applied to the area table here, and to the page states through
+ * pstate.c, under mm->event_lock (held by the reader) and mm->lock. A
+ * discard never waits for a migration: pages a migration owns are marked,
+ * and the migration drops their data when it ends (migrate.c).
  *
  * Ordering (docs/EVENTS.md): the kernel makes munmap()/madvise() wait until
  * the event has been *read*; the reader holds event_lock until it is applied.
@@ -25,20 +27,8 @@
 
 static void apply_unmap(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
-	struct uhmm__put_list puts = { 0 };
-
-	pthread_mutex_lock(&mm->lock);
 	/* Device pages holding data of the range are freed with it. */
-	uhmm__discard_device_pages(mm, start, end, &puts);
-	/*
-	 * -ENOMEM here (the table could not grow for a split) leaves stale
-	 * areas over an unmapped range: no fault can come from there, and
-	 * uhmm_mm_areas() reports them until the range is unmanaged or the
-	 * mm freed. Nothing retries the cut.
-	 */
-	uhmm__areas_cut(&mm->areas, start, end, NULL);
-	pthread_mutex_unlock(&mm->lock);
-	uhmm__put_list(&puts);
+	uhmm__area_remove(mm, start, end);
 }
 
 static void apply_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
@@ -47,13 +37,14 @@ static void apply_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 
 	/*
 	 * The pages are dropped wherever they live, as the kernel zaps
-	 * device-private entries: device pages are freed, states reset.
-	 * Pages being migrated are left to their migration (uhmm's own
-	 * copy-then-drop path raises this event for them too).
+	 * device-private entries: device pages are freed, states reset, pages
+	 * being migrated are marked for their migration to drop. uhmm's own
+	 * zap of a page it copied away is not a discard.
 	 */
-	pthread_mutex_lock(&mm->lock);
-	uhmm__discard_device_pages(mm, start, end, &puts);
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__lock(&mm->lock);
+	if (!uhmm__own_zap_consume(mm, start, end))
+		uhmm__ps_discard_range(mm, start, end, &puts);
+	uhmm__unlock(&mm->lock);
 	uhmm__put_list(&puts);
 }
 
@@ -62,21 +53,21 @@ static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t
 	struct uhmm__areas moved = { 0 };
 	struct uhmm__vma vma;
 
-	pthread_mutex_lock(&mm->lock);
-	/* -ENOMEM: the books keep the old range; see apply_unmap(). */
+	/* Whatever was at the destination was unmapped by mremap. */
+	uhmm__area_remove(mm, to, to + len);
+	uhmm__lock(&mm->lock);
+	/* -ENOMEM: the books keep the old range; see uhmm__area_remove(). */
 	if (uhmm__areas_cut(&mm->areas, from, from + len, &moved) == 0) {
 		for (size_t i = 0; i < moved.n; i++) {
 			struct uhmm__area *a = &moved.v[i];
 
 			a->start = a->start - from + to;
 			a->end = a->end - from + to;
-			/* Whatever was at the destination was unmapped by mremap. */
-			uhmm__areas_cut(&mm->areas, a->start, a->end, NULL);
 			if (uhmm__areas_insert(&mm->areas, a) == 0)
-				a->blk->refs++; /* the table's; moved's goes below */
+				uhmm__psblock_get(a->blk); /* the table's; moved's goes below */
 		}
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 
 	/*
 	 * MREMAP_DONTUNMAP: the source is still mapped, empty, and still
@@ -88,12 +79,12 @@ static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t
 			uintptr_t s = moved.v[i].start - to + from;
 			uintptr_t e = moved.v[i].end - to + from;
 
-			uhmm__manage_locked(mm, s, e, moved.v[i].flags);
+			uhmm__manage_locked(mm, s, e, moved.v[i].flags & UHMM_MANAGE_MIRROR_ONLY);
 		}
 	}
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	uhmm__areas_release(&moved);
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 }
 
 /*
@@ -102,16 +93,29 @@ static void apply_remap(struct uhmm_mm *mm, uintptr_t from, uintptr_t to, size_t
  * munmap in free()) this is the first anyone hears of it: announce it now,
  * after the fact, the best that can be done (docs/MIRROR.md).
  */
-static void announce(struct uhmm_mm *mm, int uffd_event, uintptr_t start, uintptr_t end,
+static void announce(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
 		     enum uhmm_notify_event event)
 {
 	bool done;
 
-	pthread_mutex_lock(&mm->lock);
-	done = uhmm__suppressed(mm, start, end, uffd_event);
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__lock(&mm->lock);
+	done = uhmm__suppressed(mm, start, end);
+	uhmm__unlock(&mm->lock);
 	if (!done)
 		uhmm__invalidate(mm, start, end, event, NULL);
+}
+
+/* A REMOVE uhmm raised itself is announced to nobody (and applied as nothing). */
+static bool own_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	bool own = false;
+
+	uhmm__lock(&mm->lock);
+	for (int i = 0; i < UHMM__MAX_OWN_ZAPS && !own; i++)
+		own = mm->own_zaps[i].used && mm->own_zaps[i].start == start &&
+		      mm->own_zaps[i].end == end;
+	uhmm__unlock(&mm->lock);
+	return own;
 }
 
 void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *m)
@@ -119,17 +123,18 @@ void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 		atomic_fetch_add_explicit(&mm->stats.unmap, 1, memory_order_relaxed);
-		announce(mm, m->event, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_UNMAP);
+		announce(mm, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_UNMAP);
 		apply_unmap(mm, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMOVE:
 		atomic_fetch_add_explicit(&mm->stats.remove, 1, memory_order_relaxed);
-		announce(mm, m->event, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_CLEAR);
+		if (!own_remove(mm, m->arg.remove.start, m->arg.remove.end))
+			announce(mm, m->arg.remove.start, m->arg.remove.end, UHMM_NOTIFY_CLEAR);
 		apply_remove(mm, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		atomic_fetch_add_explicit(&mm->stats.remap, 1, memory_order_relaxed);
-		announce(mm, m->event, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len,
+		announce(mm, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len,
 			 UHMM_NOTIFY_REMAP);
 		apply_remap(mm, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
 		break;

@@ -3,27 +3,25 @@
  * exclusive.c - device-exclusive access: make_device_exclusive() for a
  * device's atomics.
  *
- * The device gets the page to itself: its data moves (UFFDIO_MOVE, no copy)
- * out of the CPU page table into the mm's exclusive store, where the device
- * reads and writes it (uhmm_device_exclusive_addr). The page state says
- * EXCLUSIVE, the store page and the owner. A CPU access faults into uhmm,
- * which moves the data back and tells the device its access is gone (CLEAR
- * invalidation) before the access proceeds; mprotect does the same for its
- * range before the protection changes (src/interpose.c), and so does fork.
- *
- * The store is a host-storage pagemap private to the mm; its descriptors'
- * flags carry the owner's index in mm->excl_owners (bits 8..15).
+ * The device gets the page to itself: its data migrates (no copy: moves)
+ * out of the CPU page table into the mm's exclusive store, a host-storage
+ * pagemap private to the mm, where the device reads and writes it
+ * (uhmm_device_exclusive_addr). The page's word says EXCLUSIVE and names
+ * the store page; the store page's descriptor names the owner (its index in
+ * mm->excl_owners, bits 8..15 of the flags). Taking and giving back are
+ * migrations like any other (migrate.c), with their own invalidations: an
+ * EXCLUSIVE one carrying the owner when it takes the pages, a CLEAR one
+ * when a CPU access (fault.c), mprotect (interpose.c), fork (fork.c) or
+ * teardown gives them back (home.c).
  */
 #include <errno.h>
 #include <sys/mman.h>
 
-#include "internal.h"
+#include "migrate.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-
-#define OWNER_SHIFT 8
 
 static int store_get(struct uhmm_mm *mm, struct uhmm_pagemap **out)
 {
@@ -62,22 +60,94 @@ static int owner_index(struct uhmm_mm *mm, void *owner)
 	return r;
 }
 
-/* Allocate a store page, growing the store by 2 MiB when it is full. */
-static int store_alloc(struct uhmm_pagemap *st, uint64_t *page)
+/* A store page for @owner's index, growing the store by 2 MiB when it is full. */
+static int store_alloc(struct uhmm_pagemap *st, int oi, uint64_t *pfn)
 {
-	int r = uhmm__pagemap_alloc(st, 1, page);
+	int r = uhmm__pagemap_alloc(st, 1, pfn);
 
 	if (r == -ENOMEM && uhmm_pagemap_add_memory(st, UHMM__PMD_SIZE) == 0)
-		r = uhmm__pagemap_alloc(st, 1, page);
+		r = uhmm__pagemap_alloc(st, 1, pfn);
+	if (!r) {
+		pthread_mutex_lock(&st->lock);
+		uhmm__dpage(st, *pfn)->flags |= (uint32_t)oi << UHMM__DPAGE_OWNER_SHIFT;
+		pthread_mutex_unlock(&st->lock);
+	}
 	return r;
+}
+
+/* Is @v an exclusive page of owner index @oi? Under mm->lock. */
+static bool held_by(struct uhmm_mm *mm, struct uhmm__ps v, int oi)
+{
+	struct uhmm_pagemap *st = mm->excl_store;
+	struct uhmm__dpage *d;
+	bool r;
+
+	if (!st || uhmm__ps_res(v) != UHMM__RES_EXCLUSIVE || uhmm__ps_busy(v))
+		return false;
+	pthread_mutex_lock(&st->lock);
+	d = uhmm__dpage(st, uhmm__ps_pfn(v));
+	r = d && (int)(d->flags >> UHMM__DPAGE_OWNER_SHIFT) == oi;
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+static long count_held(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int oi)
+{
+	struct uhmm__ps_iter it;
+	struct uhmm__area *a;
+	struct uhmm__ps *p;
+	uintptr_t addr;
+	long n = 0;
+
+	uhmm__lock(&mm->lock);
+	uhmm__ps_iter_init(&it, mm, start, end);
+	while (uhmm__ps_iter_next(&it, &addr, &a, &p))
+		n += held_by(mm, uhmm__ps_load(p), oi);
+	uhmm__unlock(&mm->lock);
+	return n;
+}
+
+/* Fault the range in writable, as the kernel does with FOLL_WRITE. */
+static int fault_in(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	for (uintptr_t a = start; a < end; a += UHMM__PAGE_SIZE) {
+		int r, tries = 0;
+
+		do
+			r = uhmm__fault_resolve(mm, a, true, true);
+		while ((r == -EAGAIN || r == -ENOMEM) && ++tries < 1000);
+		if (r)
+			return -EFAULT;
+	}
+	/* Present now: breaking zero-page and copy-on-write sharing is the kernel's. */
+	uhmm__sys_madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+	return 0;
+}
+
+/* Move the selected pages of @m into store pages for owner index @oi. */
+static void take(struct uhmm_migrate *m, struct uhmm_pagemap *st, int oi)
+{
+	for (unsigned long i = 0; i < m->npages; i++) {
+		uint64_t pfn;
+
+		if (!(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE))
+			continue;
+		if (store_alloc(st, oi, &pfn))
+			break; /* out of memory: the rest stays with the CPU */
+		m->dst[i] = uhmm_migrate_pfn_device(pfn) | UHMM_MIGRATE_PFN_WRITE;
+	}
+	uhmm_migrate_copy(m);
+	uhmm_migrate_pages(m);
 }
 
 UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
 					     void *owner)
 {
+	struct uhmm_migrate m = { .mm = mm, .start = start, .end = end, .pgmap_owner = owner,
+				  .flags = UHMM_MIGRATE_SELECT_SYSTEM };
 	struct uhmm_pagemap *st;
 	struct uhmm__vma vma;
-	long done = 0;
+	unsigned long *src, *dst;
 	int oi, r;
 
 	if (!mm || !owner || uhmm__check_range(start, end - start) || end <= start)
@@ -89,6 +159,8 @@ UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start
 		return -EFAULT;
 	if (vma.file || vma.shared || vma.page_size > UHMM__PAGE_SIZE || vma.special)
 		return -EOPNOTSUPP;
+	if (!vma.write)
+		return 0; /* the kernel takes pages with FOLL_WRITE: none here */
 	r = uhmm__manage_first_use(mm, start, end);
 	if (r)
 		return r;
@@ -98,139 +170,43 @@ UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start
 	oi = owner_index(mm, owner);
 	if (oi < 0)
 		return oi;
-	uhmm__invalidate(mm, start, end, UHMM_NOTIFY_EXCLUSIVE, owner);
-	for (uintptr_t a = start; a < end; a += UHMM__PAGE_SIZE) {
-		struct uhmm__area *ar;
-		uint64_t *ps, page;
-		size_t moved = 0;
-
-		/*
-		 * Faulted in (home from a device, or filled), then writable, as
-		 * make_device_exclusive does with FOLL_WRITE. A read-only page
-		 * cannot be moved to the store: it is left to the CPU below.
-		 */
-		r = uhmm__fault_resolve(mm, a, vma.write, true);
-		if (r < 0 && r != -EAGAIN)
-			return done ? done : -EFAULT;
-		if (vma.write)
-			uhmm__sys_madvise((void *)a, UHMM__PAGE_SIZE, MADV_POPULATE_WRITE);
-		if (store_alloc(st, &page))
-			return done ? done : -ENOMEM;
-		pthread_mutex_lock(&mm->lock);
-		ar = uhmm__area_find(&mm->areas, a);
-		ps = ar ? uhmm__area_ps(ar, a) : NULL;
-		if (!ps || *ps) {
-			/* Gone, on a device, migrating, or already exclusive. */
-			bool mine = ps && (*ps & UHMM__PS_EXCLUSIVE);
-
-			pthread_mutex_unlock(&mm->lock);
-			uhmm_page_put(st, page);
-			done += mine;
-			continue;
-		}
-		r = uhmm__uffd_move(mm->uffd, (uintptr_t)uhmm__dpage_storage(st, page), a,
-				    UHMM__PAGE_SIZE, 0, &moved);
-		if (r) {
-			/* Not movable (read-only, shared copy-on-write): left to the CPU. */
-			pthread_mutex_unlock(&mm->lock);
-			uhmm_page_put(st, page);
-			continue;
-		}
-		*ps = UHMM__PS_EXCLUSIVE | ((uint64_t)st->slot << UHMM__PS_SLOT_SHIFT) |
-		      (page << UHMM__PS_INDEX_SHIFT);
-		pthread_mutex_lock(&st->lock);
-		uhmm__dpage(st, page)->ps = ps;
-		uhmm__dpage(st, page)->flags |= (uint32_t)oi << OWNER_SHIFT;
-		pthread_mutex_unlock(&st->lock);
-		pthread_mutex_unlock(&mm->lock);
-		done++;
+	r = fault_in(mm, start, end);
+	if (r)
+		return r;
+	src = uhmm__calloc((end - start) >> UHMM__PAGE_SHIFT, sizeof(*src));
+	dst = uhmm__calloc((end - start) >> UHMM__PAGE_SHIFT, sizeof(*dst));
+	m.src = src;
+	m.dst = dst;
+	r = src && dst ? uhmm__migrate_setup(&m, NULL, UHMM_NOTIFY_EXCLUSIVE, owner, false) : -ENOMEM;
+	if (!r) {
+		take(&m, st, oi);
+		uhmm_migrate_finalize(&m);
 	}
-	return done;
-}
-
-int uhmm__exclusive_revoke(struct uhmm_mm *mm, uintptr_t addr)
-{
-	struct uhmm_pagemap *st = mm->excl_store;
-	struct uhmm__area *a;
-	uint64_t *ps, page;
-	int r;
-
-	pthread_mutex_lock(&mm->lock);
-	a = uhmm__area_find(&mm->areas, addr);
-	ps = a ? uhmm__area_ps(a, addr) : NULL;
-	if (!st || !ps || !(*ps & UHMM__PS_EXCLUSIVE) || (*ps & UHMM__PS_MIGRATING)) {
-		pthread_mutex_unlock(&mm->lock);
-		return 0; /* revoked by someone else meanwhile */
-	}
-	page = uhmm__ps_index(*ps);
-	*ps |= UHMM__PS_MIGRATING;
-	pthread_mutex_unlock(&mm->lock);
-
-	/* The device loses its access before the CPU regains it. */
-	uhmm__invalidate(mm, addr, addr + UHMM__PAGE_SIZE, UHMM_NOTIFY_CLEAR, NULL);
-	r = uhmm__uffd_move(mm->uffd, addr, (uintptr_t)uhmm__dpage_storage(st, page),
-			    UHMM__PAGE_SIZE, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, NULL);
-	if (r == -EEXIST)
-		r = 0;
-	pthread_mutex_lock(&mm->lock);
-	pthread_mutex_lock(&st->lock);
-	uhmm__dpage(st, page)->ps = NULL;
-	pthread_mutex_unlock(&st->lock);
-	*ps = 0;
-	pthread_mutex_unlock(&mm->lock);
-	uhmm_page_put(st, page);
-	uhmm__uffd_wake(mm->uffd, addr, UHMM__PAGE_SIZE);
-	atomic_fetch_add(&mm->mig_seq, 1);
-	return r;
-}
-
-void uhmm__exclusive_revoke_range(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
-{
-	for (uintptr_t a = start; a < end; a += UHMM__PAGE_SIZE) {
-		struct uhmm__area *ar;
-		bool excl;
-
-		pthread_mutex_lock(&mm->lock);
-		ar = uhmm__area_find(&mm->areas, a);
-		if (!ar) {
-			/* Skip to the next area quickly. */
-			size_t i = uhmm__area_lower(&mm->areas, a);
-
-			pthread_mutex_unlock(&mm->lock);
-			if (i >= mm->areas.n)
-				return;
-			a = mm->areas.v[i].start - UHMM__PAGE_SIZE;
-			continue;
-		}
-		excl = *uhmm__area_ps(ar, a) & UHMM__PS_EXCLUSIVE;
-		pthread_mutex_unlock(&mm->lock);
-		if (excl)
-			uhmm__exclusive_revoke(mm, a);
-	}
+	uhmm__free(src);
+	uhmm__free(dst);
+	if (r)
+		return r;
+	return count_held(mm, start, end, oi);
 }
 
 UHMM__EXPORT void *uhmm_device_exclusive_addr(struct uhmm_mm *mm, uintptr_t addr, void *owner)
 {
 	struct uhmm_pagemap *st;
-	struct uhmm__area *a;
+	struct uhmm__ps *p;
 	void *r = NULL;
+	int oi = -1;
 
 	if (!mm || !(st = mm->excl_store))
 		return NULL;
-	pthread_mutex_lock(&mm->lock);
-	a = uhmm__area_find(&mm->areas, addr);
-	if (a) {
-		uint64_t ps = *uhmm__area_ps(a, addr);
-
-		if ((ps & UHMM__PS_EXCLUSIVE) && !(ps & UHMM__PS_MIGRATING)) {
-			uint64_t page = uhmm__ps_index(ps);
-
-			pthread_mutex_lock(&st->lock);
-			if (mm->excl_owners[uhmm__dpage(st, page)->flags >> OWNER_SHIFT] == owner)
-				r = uhmm__dpage_storage(st, page);
-			pthread_mutex_unlock(&st->lock);
-		}
-	}
-	pthread_mutex_unlock(&mm->lock);
+	pthread_mutex_lock(&mm->excl_lock);
+	for (int i = 1; i < 256 && oi < 0; i++)
+		if (mm->excl_owners[i] == owner)
+			oi = i;
+	pthread_mutex_unlock(&mm->excl_lock);
+	uhmm__lock(&mm->lock);
+	p = uhmm__ps_lookup(mm, addr & ~(uintptr_t)(UHMM__PAGE_SIZE - 1), NULL);
+	if (p && oi > 0 && held_by(mm, uhmm__ps_load(p), oi))
+		r = uhmm__dpage_storage(st, uhmm__ps_pfn(uhmm__ps_load(p)));
+	uhmm__unlock(&mm->lock);
 	return r;
 }

@@ -11,23 +11,32 @@
  *    resolves its own fault in uhmm's handler; one service thread still
  *    reads the events (munmap, mremap, madvise).
  *
- * Resolution: a page uhmm holds no data for is zero-filled exactly as the
- * kernel would fill it: a read maps the zero page (UFFDIO_ZEROPAGE), a write
- * gets a fresh zeroed page (UFFDIO_COPY from a static zero page). -EEXIST
- * means another thread won the race: the page is there, done.
+ * Resolution, by the page's word (pstate.h):
+ *  - ordinary memory uhmm holds no data for is zero-filled exactly as the
+ *    kernel would fill it: a read maps the zero page (UFFDIO_ZEROPAGE), a
+ *    write gets a fresh zeroed page (UFFDIO_COPY of a zero page), under
+ *    mm->lock so that no migration can isolate the page meanwhile; -EEXIST
+ *    means another thread won the race;
+ *  - a device page comes home (home.c), an exclusive page is revoked;
+ *  - a page a migration owns: the fault waits for its finalize (signal
+ *    mode: a futex sleep; thread mode: the fault is left pending and
+ *    finalize's UFFDIO_WAKE releases the thread).
+ * A fault-back that runs out of memory is retried (the access faults
+ * again), never killed; a device that cannot give its page back fails the
+ * access with SIGBUS, as the kernel's VM_FAULT_SIGBUS.
  *
- * Reading the uffd: a service thread takes mm->event_lock, reads a batch,
- * applies the batch's events in order and only then lets go; faults in the
- * batch are resolved after, unlocked. So events are applied in the order
- * the kernel queued them even with several service threads, and whoever
- * takes event_lock afterwards sees every event read before (internal.h).
+ * Reading the uffd: a reader takes mm->event_lock, reads a batch, applies
+ * the batch's events in order and only then lets go; faults in the batch
+ * are resolved after, unlocked. Any thread that meets -EAGAIN from a uffd
+ * operation (an event pending) may read the events itself
+ * (uhmm__events_pump), except in a signal handler; faults it reads are
+ * woken and fault again.
  */
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/ucontext.h>
 #include <unistd.h>
 
@@ -35,8 +44,16 @@
 
 const char uhmm__zero_page[UHMM__PAGE_SIZE] __attribute__((aligned(4096)));
 
-/* Zero-fill the page at @addr the way the kernel's first touch would. */
-static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
+/* A uffd operation failing as if the descriptor were gone is loud (fdguard.c). */
+static int checked(struct uhmm_mm *mm, int r)
+{
+	if (r == -EBADF || r == -ENOTTY)
+		uhmm__fd_lost(mm, mm->uffd, -r);
+	return r;
+}
+
+/* Zero-fill the page at @page the way the kernel's first touch would. Under mm->lock. */
+static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write, bool in_signal)
 {
 	int r;
 
@@ -49,112 +66,148 @@ static int fill_zero(struct uhmm_mm *mm, uintptr_t page, bool write)
 		r = uhmm__uffd_copy(mm->uffd, page, uhmm__zero_page, UHMM__PAGE_SIZE, 0, NULL);
 	else
 		r = uhmm__uffd_zeropage(mm->uffd, page, UHMM__PAGE_SIZE, 0, NULL);
-	if (r == -EEXIST)
-		r = 0; /* resolved by someone else meanwhile */
+	if (r == -EEXIST) {
+		/* Resolved by someone else meanwhile; -EEXIST wakes nobody. */
+		if (!in_signal)
+			uhmm__uffd_wake(mm->uffd, page, UHMM__PAGE_SIZE);
+		r = 0;
+	}
 	if (r)
 		atomic_fetch_sub_explicit(&mm->stats.faults_zero, 1, memory_order_relaxed);
-	return r;
+	return checked(mm, r);
 }
 
 int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal)
 {
-	uintptr_t page = addr & ~(UHMM__PAGE_SIZE - 1);
+	uintptr_t page = addr & ~(uintptr_t)(UHMM__PAGE_SIZE - 1);
+	int r;
 
 	atomic_fetch_add_explicit(&mm->stats.faults, 1, memory_order_relaxed); /* see fill_zero */
 	for (;;) {
-		struct uhmm__area *a;
-		uint64_t ps = 0;
-		int r;
+		struct uhmm__ps *p;
+		struct uhmm__ps v = { 0 };
 
-		pthread_mutex_lock(&mm->lock);
-		a = uhmm__area_find(&mm->areas, page);
-		if (a)
-			ps = *uhmm__area_ps(a, page);
-		if (ps & UHMM__PS_MIGRATING) {
-			/* Isolated by a migration: wait for its finalize. */
+		uhmm__lock(&mm->lock);
+		p = uhmm__ps_lookup(mm, page, NULL);
+		if (p)
+			v = uhmm__ps_load(p);
+		if (uhmm__ps_busy(v)) {
+			/* A migration owns it: wait for its finalize. */
 			unsigned int seq = atomic_load(&mm->mig_seq);
 
-			pthread_mutex_unlock(&mm->lock);
+			uhmm__unlock(&mm->lock);
 			if (!in_signal)
 				return -EINPROGRESS; /* left pending; finalize wakes it */
 			uhmm__migration_wait(mm, seq);
 			continue;
 		}
-		if ((ps & UHMM__PS_RES_MASK) == UHMM__PS_RES_DEVICE) {
-			/* A device holds the page: bring it home (migrate_to_ram). */
-			pthread_mutex_unlock(&mm->lock);
-			r = uhmm__fault_device(mm, page, uhmm__ps_slot(ps));
-			if (r == -EAGAIN) {
-				if (!in_signal)
-					return -EINPROGRESS;
-				continue;
-			}
-			if (r) {
-				atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
-				return -EIO; /* the device could not give it back */
-			}
-			return 0;
-		}
-		if (ps & UHMM__PS_EXCLUSIVE) {
-			pthread_mutex_unlock(&mm->lock);
-			r = uhmm__exclusive_revoke(mm, page);
-			if (r)
-				atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
-			return r;
+		if (uhmm__ps_res(v) != UHMM__RES_CPU) {
+			bool device = uhmm__ps_res(v) == UHMM__RES_DEVICE;
+
+			uhmm__unlock(&mm->lock);
+			r = device ? uhmm__fault_device(mm, page, uhmm__pfn_slot(uhmm__ps_pfn(v)),
+							in_signal)
+				   : uhmm__exclusive_revoke(mm, page, in_signal);
+			if (r == -EAGAIN)
+				continue; /* it changed under us: look again */
+			break;
 		}
 		/*
-		 * Ordinary memory: zero-fill, under mm->lock so that a migration
-		 * cannot isolate the page between our look and the fill. Addresses
-		 * outside any known area still get filled when the VMA is
-		 * registered with our uffd (an mremap that grew a managed
-		 * mapping), so that no thread waits forever; the ioctl says
-		 * whether the page is ours at all (-ENOENT when it is not).
+		 * Ordinary memory. Addresses outside any known area still get
+		 * filled when the VMA is registered with our uffd (an mremap that
+		 * grew a managed mapping), so that no thread waits forever; the
+		 * ioctl says whether the page is ours at all (-ENOENT if not).
 		 */
-		r = fill_zero(mm, page, write);
-		pthread_mutex_unlock(&mm->lock);
-		if (r)
-			atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
-		return r;
+		r = fill_zero(mm, page, write, in_signal);
+		uhmm__unlock(&mm->lock);
+		break;
+	}
+	if (r)
+		atomic_fetch_sub_explicit(&mm->stats.faults, 1, memory_order_relaxed);
+	return r;
+}
+
+/* --- reading the userfaultfd --------------------------------------------------- */
+
+#define MSG_BATCH 16
+
+/* A message only a userfaultfd writes: anything else means the fd is not ours. */
+static bool msg_ok(const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_REMAP:
+	case UFFD_EVENT_FORK:
+		return true;
+	default:
+		return false;
 	}
 }
 
-/* --- thread mode ------------------------------------------------------- */
-
-/* Set on uhmm's service threads: they are the readers of the userfaultfd. */
-static _Thread_local bool on_service_thread;
-
 /*
- * The kernel answers -EAGAIN to UFFDIO_MOVE/COPY while an event (munmap,
- * madvise, mremap of registered memory) has not been read. A service thread
- * must not wait for that: it is the reader. It reads what is queued itself,
- * applies the events in order, and wakes the threads whose faults it read
- * (they fault again and are served later). Anyone else just yields to it.
+ * Read one batch (non-blocking) and apply its events; event_lock held.
+ * Return the number of messages, or -errno (-EAGAIN: none).
  */
-void uhmm__eagain_wait(struct uhmm_mm *mm)
+static int read_locked(struct uhmm_mm *mm, struct uffd_msg *msgs)
 {
-	struct uffd_msg msgs[16];
-	ssize_t got;
+	ssize_t got = uhmm__sys_read(mm->uffd, msgs, sizeof(*msgs) * MSG_BATCH);
+	int n;
 
-	if (!on_service_thread || pthread_mutex_trylock(&mm->event_lock)) {
-		sched_yield();
-		return;
-	}
-	got = read(mm->uffd, msgs, sizeof(msgs));
-	for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof(msgs[0]); i++) {
+	if (got == -EBADF || got == -EINVAL)
+		uhmm__fd_lost(mm, mm->uffd, (int)-got);
+	if (got < 0)
+		return (int)got;
+	if (got % (ssize_t)sizeof(*msgs))
+		uhmm__fd_lost(mm, mm->uffd, EBADF); /* a file that is not a userfaultfd */
+	n = (int)(got / (ssize_t)sizeof(*msgs));
+	for (int i = 0; i < n; i++) {
+		if (!msg_ok(&msgs[i]))
+			uhmm__fd_lost(mm, mm->uffd, EBADF);
 		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 			uhmm__event_apply(mm, &msgs[i]);
 	}
-	pthread_mutex_unlock(&mm->event_lock);
-	for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof(msgs[0]); i++)
-		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-			uhmm__uffd_wake(mm->uffd, msgs[i].arg.pagefault.address &
-						  ~(uintptr_t)(UHMM__PAGE_SIZE - 1),
-					UHMM__PAGE_SIZE);
-	if (got <= 0)
-		sched_yield();
+	return n;
 }
 
-#define MSG_BATCH 16
+static void wake_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			uhmm__uffd_wake(mm->uffd,
+					msgs[i].arg.pagefault.address & ~(uintptr_t)(UHMM__PAGE_SIZE - 1),
+					UHMM__PAGE_SIZE);
+}
+
+void uhmm__events_pump(struct uhmm_mm *mm, bool locked, bool in_signal)
+{
+	struct uffd_msg msgs[MSG_BATCH];
+	int n;
+
+	if (in_signal) {
+		/* Never read in a signal handler: let the service thread do it. */
+		if (locked)
+			uhmm__unlock(&mm->event_lock);
+		sched_yield();
+		if (locked)
+			uhmm__lock(&mm->event_lock);
+		return;
+	}
+	if (!locked && !uhmm__trylock(&mm->event_lock)) {
+		sched_yield(); /* someone is reading them */
+		return;
+	}
+	n = read_locked(mm, msgs);
+	if (!locked)
+		uhmm__unlock(&mm->event_lock);
+	if (n > 0)
+		wake_faults(mm, msgs, n); /* they fault again and are served then */
+	else
+		sched_yield(); /* the event is announced but not queued yet */
+}
+
+/* --- thread mode ------------------------------------------------------------------ */
 
 static void serve_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
 {
@@ -168,68 +221,51 @@ static void serve_faults(struct uhmm_mm *mm, const struct uffd_msg *msgs, int n)
 		addr = (uintptr_t)m->arg.pagefault.address;
 		r = uhmm__fault_resolve(mm, addr, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
 					false);
-		if (r == -EINPROGRESS)
-			continue; /* a migration holds the page; its finalize wakes the thread */
+		if (r == 0 || r == -EINPROGRESS)
+			continue; /* resolved (the ioctl woke it), or finalize will */
 		/*
-		 * Could not resolve (the range went away under us, a fill
-		 * raced a remap): wake the thread so it retries its access
-		 * and meets whatever the address holds now. If a device could
-		 * not give its page back, the access fails as the kernel's
-		 * would (VM_FAULT_SIGBUS): the thread gets SIGBUS.
+		 * Not resolved here (the range went away under us, memory ran
+		 * out, the mm is changing): wake the thread so that it retries
+		 * its access and meets whatever the address holds now. If a
+		 * device could not give its page back, the access fails as the
+		 * kernel's would (VM_FAULT_SIGBUS): the thread gets SIGBUS.
 		 */
-		if (r) {
-			if (r == -EIO && (mm->caps.uffd_features & UFFD_FEATURE_THREAD_ID))
-				syscall(SYS_tgkill, getpid(), m->arg.pagefault.feat.ptid, SIGBUS);
-			uhmm__uffd_wake(mm->uffd, addr & ~(UHMM__PAGE_SIZE - 1), UHMM__PAGE_SIZE);
-		}
+		if (r == -EIO && (mm->caps.uffd_features & UFFD_FEATURE_THREAD_ID))
+			uhmm__sys_tgkill(getpid(), (pid_t)m->arg.pagefault.feat.ptid, SIGBUS);
+		uhmm__uffd_wake(mm->uffd, addr & ~(uintptr_t)(UHMM__PAGE_SIZE - 1), UHMM__PAGE_SIZE);
 	}
-}
-
-/* Read one batch; apply events under event_lock. Return messages or -errno. */
-static int read_batch(struct uhmm_mm *mm, struct uffd_msg *msgs)
-{
-	ssize_t got;
-	int n;
-
-	pthread_mutex_lock(&mm->event_lock);
-	got = read(mm->uffd, msgs, sizeof(*msgs) * MSG_BATCH);
-	if (got < 0) {
-		n = -errno;
-		pthread_mutex_unlock(&mm->event_lock);
-		return n;
-	}
-	n = (int)(got / (ssize_t)sizeof(*msgs));
-	for (int i = 0; i < n; i++)
-		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-			uhmm__event_apply(mm, &msgs[i]);
-	pthread_mutex_unlock(&mm->event_lock);
-	return n;
 }
 
 static void *service_main(void *arg)
 {
 	struct uhmm_mm *mm = arg;
 	struct uffd_msg msgs[MSG_BATCH];
-
-	on_service_thread = true;
-	struct pollfd pfd[2] = {
+	struct pollfd pfd[3] = {
 		{ .fd = mm->uffd, .events = POLLIN },
 		{ .fd = mm->stop_fd, .events = POLLIN },
+		{ .fd = mm->uffd_anchor, .events = POLLIN },
 	};
 
 	for (;;) {
 		int n;
 
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		n = uhmm__sys_poll(pfd, 3, -1);
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
 			break; /* cannot happen with valid fds; never spin */
-		}
 		if (pfd[1].revents)
 			break;
-		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+		if ((pfd[0].revents | pfd[2].revents) & POLLNVAL)
+			uhmm__fd_lost(mm, pfd[0].revents & POLLNVAL ? mm->uffd : mm->uffd_anchor,
+				      EBADF);
+		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
-		n = read_batch(mm, msgs);
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		uhmm__lock(&mm->event_lock);
+		n = read_locked(mm, msgs);
+		uhmm__unlock(&mm->event_lock);
 		if (n > 0)
 			serve_faults(mm, msgs, n);
 	}
@@ -266,14 +302,14 @@ void uhmm__service_stop(struct uhmm_mm *mm)
 	if (!mm->nthreads)
 		return;
 	/* The eventfd stays readable: every thread sees it and exits. */
-	if (write(mm->stop_fd, &one, sizeof(one)) != sizeof(one))
+	if (uhmm__sys_write(mm->stop_fd, &one, sizeof(one)) != sizeof(one))
 		return; /* cannot fail on a fresh eventfd; never join a live loop */
 	for (unsigned int i = 0; i < mm->nthreads; i++)
 		pthread_join(mm->threads[i], NULL);
 	mm->nthreads = 0;
 }
 
-/* --- signal mode ---------------------------------------------------------- */
+/* --- signal mode ------------------------------------------------------------------ */
 
 static struct sigaction old_sigbus;
 static pthread_mutex_t sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -300,23 +336,22 @@ UHMM__EXPORT bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext)
 	if (sig != SIGBUS || !si || si->si_code != BUS_ADRERR ||
 	    !atomic_load_explicit(&uhmm__mm_count, memory_order_relaxed))
 		return false;
-	/* Pairs with registry_del(): no mm is freed while we look. */
-	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_enter(); /* no mm is freed while we look */
 	for (int i = 0; i < UHMM__MAX_MMS && !handled; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
+		int r;
 
 		if (!mm || mm->mode != UHMM_FAULT_SIGNAL || !uhmm__mm_live(mm))
 			continue;
 		/*
 		 * Ours exactly when our uffd can fill it (-ENOENT otherwise).
-		 * -EAGAIN: the kernel has a mapping change pending (an event not
-		 * yet read): return and let the access fault again.
+		 * Transient answers (a mapping change pending, memory short):
+		 * return and let the access fault again.
 		 */
-		int r = uhmm__fault_resolve(mm, (uintptr_t)si->si_addr, fault_is_write(ucontext), true);
-
-		handled = r == 0 || r == -EAGAIN;
+		r = uhmm__fault_resolve(mm, (uintptr_t)si->si_addr, fault_is_write(ucontext), true);
+		handled = r == 0 || r == -EAGAIN || r == -ENOMEM;
 	}
-	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_exit();
 	errno = saved_errno;
 	return handled;
 }

@@ -2,16 +2,32 @@
 /*
  * internal.h - libuhmm's private types. Never installed.
  *
- * Locking order (outer first):
- *   mm->event_lock  serialises reading the userfaultfd against processing the
- *                   events read, and against area-table changes made by API
- *                   calls. Whoever read an event holds it until the event is
- *                   applied, so taking it (uhmm__mm_event_barrier) proves that
- *                   every event read before has been applied.
- *   mm->lock        protects the area table and every page state. Never held
- *                   across a blocking syscall that could wait on the service
- *                   threads, never held while touching managed memory.
- * The global registry (mm.c) has its own lock, taken before neither.
+ * Lock order (outer first; a lock may be taken while holding any lock
+ * above it, never one above while holding one below):
+ *
+ *   fork gate            not a lock but a barrier: migrations enter it
+ *                        before any lock below (fork.c)
+ *   mm->event_lock       the userfaultfd reader's lock: whoever reads events
+ *                        holds it until they are applied, so taking it proves
+ *                        every event read before has been applied; area-table
+ *                        changes and migrations' isolation and placement
+ *                        hold it too (they must see the books the kernel sees)
+ *   notifiers.tree_lock  (read) while calling invalidate callbacks; the
+ *                        callbacks take the devices' own locks under it
+ *   mm->lock             the area table and every page-state word, and the
+ *                        reverse map of device pages (pstate.c)
+ *   pagemap->lock        sections, free lists, descriptor flags, counters
+ *   mm->staging_lock     the cache of staging mappings (staging.c)
+ *   notifiers.seq_lock   the invalidation sequence
+ *   the registry lock    (mm.c) slot allocation only
+ *
+ * None of these is held across a call into a device (copy callbacks,
+ * page_free, migrate_to_ram), except invalidate callbacks under tree_lock,
+ * and none is held while touching managed memory. mm->lock and pg->lock are
+ * never held across a blocking system call that could wait for a uhmm
+ * thread; event_lock is held across UFFDIO_MOVE/COPY (which never wait; they
+ * fail with -EAGAIN, and the holder then reads the pending events itself:
+ * uhmm__events_pump()).
  */
 #ifndef UHMM_INTERNAL_H
 #define UHMM_INTERNAL_H
@@ -30,8 +46,10 @@
 #define UHMM__PAGE_SHIFT 12
 #define UHMM__PAGE_SIZE ((size_t)1 << UHMM__PAGE_SHIFT)
 #define UHMM__PMD_SIZE ((size_t)2 << 20)
+#define UHMM__PMD_PAGES 512u
 #define UHMM__MAX_THREADS 64
 #define UHMM__MAX_MMS 64
+#define UHMM__ALL_END (UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1))
 
 #define UHMM__EXPORT __attribute__((visibility("default")))
 
@@ -46,62 +64,127 @@ static inline bool uhmm__aligned(uintptr_t x)
  */
 int uhmm__check_range(uintptr_t start, size_t len);
 
-/* --- per-page state ------------------------------------------------------
+/* --- assertions (assert.c) ------------------------------------------------
  *
- * One 64-bit word per managed 4 KiB page (the budget is 8 bytes):
- *   bits  0..1  residency: CPU (the kernel's page table, or nothing yet),
- *               DEVICE (a device page holds the data; the CPU PTE is empty)
- *   bit   2     MIGRATING: isolated by a migration; CPU faults wait
- *   bit   3     EXCLUSIVE: a device holds it exclusively (CPU PTE empty)
- *   bit   4     WP: uhmm write-protected the CPU PTE
- *   bit   5     COMPOUND: part of a 2 MiB run a device holds as one unit
- *   bits  8..15 device slot (the pagemap's index in the mm, 1..255)
- *   bits 16..63 device page index within that pagemap (48 bits)
- * A zero word is "ordinary memory": what every page starts as.
+ * Two tiers (STYLE.md 13): uhmm__assert() is always on and cheap (a compare
+ * on a path that is already doing a system call); uhmm__assert_expensive()
+ * walks data and exists only in debug builds (UHMM_DEBUG, set by CMake for
+ * CMAKE_BUILD_TYPE=Debug, which the sanitizer runs use). A failure writes
+ * one line to stderr (write(2): async-signal-safe) and aborts: a broken
+ * invariant of page state means data is about to be lost.
+ *
+ * uhmm__misuse() is for the caller's mistakes that cannot be reported as an
+ * error code (a destructor called in the wrong order, a callback doing what
+ * its contract forbids): a message naming the rule, then abort(), never a
+ * use-after-free.
  */
-#define UHMM__PS_RES_MASK 0x3ull
-#define UHMM__PS_RES_CPU 0x0ull
-#define UHMM__PS_RES_DEVICE 0x1ull
-#define UHMM__PS_MIGRATING (1ull << 2)
-#define UHMM__PS_EXCLUSIVE (1ull << 3)
-#define UHMM__PS_WP (1ull << 4)
-#define UHMM__PS_COMPOUND (1ull << 5)
-#define UHMM__PS_SLOT_SHIFT 8
-#define UHMM__PS_SLOT_MASK (0xffull << UHMM__PS_SLOT_SHIFT)
-#define UHMM__PS_INDEX_SHIFT 16
+void uhmm__assert_fail(const char *expr, const char *file, int line, const char *func)
+	__attribute__((noreturn, cold));
+void uhmm__misuse(const char *what) __attribute__((noreturn, cold));
 
-static inline unsigned int uhmm__ps_slot(uint64_t ps)
+#define uhmm__assert(c) \
+	((c) ? (void)0 : uhmm__assert_fail(#c, __FILE__, __LINE__, __func__))
+#ifdef UHMM_DEBUG
+#define uhmm__assert_expensive(c) uhmm__assert(c)
+#define UHMM__DEBUG 1
+#else
+#define uhmm__assert_expensive(c) ((void)0)
+#define UHMM__DEBUG 0
+#endif
+
+/*
+ * A mutex that knows its holder, so that code can assert that the lock it
+ * needs is held (mmap_assert_locked in the kernel). The owner is written by
+ * the holder only, after locking and before unlocking; relaxed atomics,
+ * since only "is it me?" is asked.
+ */
+struct uhmm__mutex {
+	pthread_mutex_t m;
+	atomic_ulong owner; /* pthread_self() of the holder, 0 when free */
+};
+
+static inline void uhmm__mutex_init(struct uhmm__mutex *l)
 {
-	return (unsigned int)((ps & UHMM__PS_SLOT_MASK) >> UHMM__PS_SLOT_SHIFT);
+	pthread_mutex_init(&l->m, NULL);
+	atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
 }
 
-static inline uint64_t uhmm__ps_index(uint64_t ps)
+static inline void uhmm__lock(struct uhmm__mutex *l)
 {
-	return ps >> UHMM__PS_INDEX_SHIFT;
+	pthread_mutex_lock(&l->m);
+	atomic_store_explicit(&l->owner, (unsigned long)pthread_self(), memory_order_relaxed);
 }
 
-static inline uint64_t uhmm__ps_device(unsigned int slot, uint64_t index)
+static inline bool uhmm__trylock(struct uhmm__mutex *l)
 {
-	return UHMM__PS_RES_DEVICE | ((uint64_t)slot << UHMM__PS_SLOT_SHIFT) |
-	       (index << UHMM__PS_INDEX_SHIFT);
+	if (pthread_mutex_trylock(&l->m))
+		return false;
+	atomic_store_explicit(&l->owner, (unsigned long)pthread_self(), memory_order_relaxed);
+	return true;
 }
+
+static inline void uhmm__unlock(struct uhmm__mutex *l)
+{
+	atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&l->m);
+}
+
+static inline bool uhmm__held(struct uhmm__mutex *l)
+{
+	return atomic_load_explicit(&l->owner, memory_order_relaxed) ==
+	       (unsigned long)pthread_self();
+}
+
+/* --- device page numbers ---------------------------------------------------
+ *
+ * A device page is named by a page frame number unique in its mm, as a
+ * kernel pfn leads to its dev_pagemap: the pagemap's slot in the mm in bits
+ * 40..47, the page's index within the pagemap below (section * 512 + page
+ * of the section). Slot 0 is never used, so no device pfn is 0.
+ */
+#define UHMM__PFN_SLOT_SHIFT 40
+#define UHMM__PFN_INDEX_MASK ((UINT64_C(1) << UHMM__PFN_SLOT_SHIFT) - 1)
+#define UHMM__PFN_MAX_SLOT 255u
+
+static inline uint64_t uhmm__pfn(unsigned int slot, uint64_t index)
+{
+	return ((uint64_t)slot << UHMM__PFN_SLOT_SHIFT) | index;
+}
+
+static inline unsigned int uhmm__pfn_slot(uint64_t pfn)
+{
+	return (unsigned int)(pfn >> UHMM__PFN_SLOT_SHIFT);
+}
+
+static inline uint64_t uhmm__pfn_index(uint64_t pfn)
+{
+	return pfn & UHMM__PFN_INDEX_MASK;
+}
+
+#include "pstate.h"
+
+/* --- areas (area.c) ------------------------------------------------------ */
 
 /*
  * A block of page states, shared by the areas cut from one original area.
  * Splitting an area (munmap of its middle) or moving it (mremap) never
  * copies or allocates state: the pieces point into the same block at their
- * own offsets, and the block goes when its last area does.
+ * own offsets, and the block goes when its last holder does. Migrations
+ * hold a block too while they hold pointers into it. Under mm->lock.
  */
 struct uhmm__psblock {
-	uint64_t *ps;	   /* npages words, mmap'ed (MAP_NORESERVE) */
+	struct uhmm__ps *ps; /* npages words */
 	size_t npages;
-	unsigned int refs; /* areas pointing here; under mm->lock */
+	unsigned int refs;   /* areas and migrations pointing here */
 };
+
+/* Area flags beyond UHMM_MANAGE_*: internal bookkeeping. */
+#define UHMM__AREA_ALLOC (1u << 16) /* mapped by uhmm_alloc(): uhmm_free() may unmap it */
 
 /* A managed area: one contiguous range of one kind, [start, end). */
 struct uhmm__area {
 	uintptr_t start, end;
-	unsigned int flags;	/* UHMM_MANAGE_* */
+	unsigned int flags;	/* UHMM_MANAGE_* | UHMM__AREA_* */
 	unsigned int kind;	/* UHMM_AREA_* */
 	bool registered;	/* registered with the mm's userfaultfd */
 	bool writable;		/* the VMA allowed writes when managed */
@@ -109,18 +192,45 @@ struct uhmm__area {
 	size_t blk_off;		/* page index of @start within @blk */
 };
 
-static inline uint64_t *uhmm__area_ps(const struct uhmm__area *a, uintptr_t addr)
-{
-	return &a->blk->ps[a->blk_off + ((addr - a->start) >> UHMM__PAGE_SHIFT)];
-}
-
-/* The sorted, non-overlapping table of areas (area.c). Under mm->lock. */
+/* The sorted, non-overlapping table of areas. Under mm->lock. */
 struct uhmm__areas {
 	struct uhmm__area *v;
 	size_t n, cap;
 };
 
-/* The notifiers of an mm (notifier.c). */
+/* The area containing @addr, or NULL. Under mm->lock. */
+struct uhmm__area *uhmm__area_find(struct uhmm__areas *t, uintptr_t addr);
+/* Index of the first area with end > @addr (n if none). Under mm->lock. */
+size_t uhmm__area_lower(const struct uhmm__areas *t, uintptr_t addr);
+/*
+ * Cut [start, end) out of the table: areas straddling a boundary are split,
+ * the pieces inside are removed. If @moved is not NULL, the removed pieces
+ * are appended to it (with their block references) instead of released.
+ * The page states of removed pieces must have been dealt with (see
+ * uhmm__ps_discard_range()). Return: 0, or -ENOMEM (table unchanged).
+ */
+int uhmm__areas_cut(struct uhmm__areas *t, uintptr_t start, uintptr_t end,
+		    struct uhmm__areas *moved);
+/* Insert an area (no overlap allowed). Return 0 or -ENOMEM. */
+int uhmm__areas_insert(struct uhmm__areas *t, const struct uhmm__area *a);
+void uhmm__areas_release(struct uhmm__areas *t);
+/* A fresh block of zeroed states. Return NULL on failure. */
+struct uhmm__psblock *uhmm__psblock_new(size_t npages);
+void uhmm__psblock_get(struct uhmm__psblock *b);
+void uhmm__psblock_put(struct uhmm__psblock *b);
+/* Manage a range with mm->event_lock held. 0 or -errno (uhmm_manage()). */
+int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned int flags);
+/* Manage [start, end) unless it is already (first device use). 0 or -errno. */
+int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/*
+ * The range is gone from the program (unmapped, or replaced by a new
+ * mapping): its device pages are released, pages being migrated are marked
+ * discarded, and it leaves the books. Called with event_lock held.
+ */
+void uhmm__area_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+
+/* --- the notifiers (notifier.c) ------------------------------------------ */
+
 struct uhmm__notifiers {
 	pthread_rwlock_t tree_lock;	/* the treap; callbacks run under read */
 	pthread_mutex_t seq_lock;	/* invalidate_seq, active */
@@ -131,223 +241,6 @@ struct uhmm__notifiers {
 	size_t count;
 	uint64_t rng;			/* treap priorities; under tree_lock */
 };
-
-/*
- * Invalidations the calling thread is announcing itself (interposed calls)
- * so that the matching userfaultfd event, applied later by a service
- * thread, does not announce them a second time. Under mm->lock.
- */
-#define UHMM__MAX_SUPPRESS 16
-struct uhmm__suppress {
-	uintptr_t start, end;
-	int event; /* UFFD_EVENT_* */
-	bool used;
-};
-
-/* --- device memory (pagemap.c) --------------------------------------------- */
-
-#define UHMM__DPAGE_ALLOCATED 0x1u
-#define UHMM__DPAGE_DIRTY 0x2u /* storage may hold data: scrub before reuse.
-				  * Set when data enters (moved or copied in),
-				  * cleared when it is moved out whole. */
-
-/*
- * A device page's descriptor: 16 bytes (the budget). @ps points at the
- * page-state word of the managed page whose data the device page holds (its
- * reverse map), NULL when none; written under mm->lock. While the page is
- * free, @next_free links the section's free list instead.
- */
-struct uhmm__dpage {
-	atomic_uint refs;
-	uint32_t flags;
-	union {
-		uint64_t *ps;
-		uint64_t next_free;
-	};
-};
-_Static_assert(sizeof(struct uhmm__dpage) == 16, "16 bytes per device page");
-
-#define UHMM__SECTION_PAGES 512u
-#define UHMM__NO_PAGE UINT64_MAX
-
-struct uhmm__section {
-	char *storage;		/* host storage, 2 MiB aligned, or NULL */
-	bool removed;
-	unsigned int nfree;
-	uint64_t free_head;	/* index of the first free page, or UHMM__NO_PAGE */
-	struct uhmm__dpage desc[UHMM__SECTION_PAGES];
-};
-
-struct uhmm_pagemap {
-	struct uhmm_mm *mm;
-	unsigned int slot;	/* in mm->pagemaps, 1..255 */
-	struct uhmm_pagemap_config cfg;
-	pthread_mutex_t lock;	/* sections, free lists, flags, stats */
-	pthread_cond_t cond;	/* signalled on every put (teardown waits) */
-	struct uhmm__section *sections[4096];
-	unsigned int nsections, next_section;
-	uint64_t pages_total;
-	bool fail_next;
-	unsigned int callbacks;	/* page_free calls running; teardown waits */
-	unsigned int users;	/* CPU fault-backs using it; under lock; teardown waits */
-	uint64_t migrated_to, migrated_from, faults, alloc_failures;
-};
-
-struct uhmm_mm {
-	int uffd;
-	int maps_fd;	 /* /proc/self/maps: VMA lookups */
-	int pagemap_fd;	 /* /proc/self/pagemap: PAGEMAP_SCAN */
-	int stop_fd;	 /* eventfd: tells the service threads to exit */
-	enum uhmm_fault_mode mode;
-	struct uhmm_caps caps;
-	pid_t pid;		/* the creating process; children must not serve */
-	atomic_bool orphan;	/* set in a fork child: the fd no longer tracks us */
-	int slot;		/* index in the global registry */
-
-	pthread_mutex_t event_lock; /* see the locking order above */
-	pthread_mutex_t lock;
-	struct uhmm__areas areas;
-
-	unsigned int nthreads;
-	pthread_t threads[UHMM__MAX_THREADS];
-
-	struct uhmm__notifiers notifiers;
-	struct uhmm_pagemap *pagemaps[256]; /* slot -> pagemap; slot 0 unused; under lock */
-	atomic_uint mig_seq;		/* bumped when a migration ends: futex for waiters */
-
-	/* One staging mapping kept for the next migration (migrate.c). */
-	pthread_mutex_t staging_lock;
-	char *staging_cache;
-	size_t staging_cache_len;
-
-	/* Device-exclusive access (exclusive.c). */
-	pthread_mutex_t excl_lock;	/* creating the store, owner table */
-	struct uhmm_pagemap *excl_store;
-	void *excl_owners[256];
-	char excl_tag;			/* the store's owner: never a device */
-	struct uhmm__suppress suppress[UHMM__MAX_SUPPRESS];
-
-	struct {
-		atomic_uint_fast64_t faults, faults_zero;
-		atomic_uint_fast64_t unmap, remove, remap;
-	} stats;
-};
-
-/* --- area.c -------------------------------------------------------------- */
-
-/* The area containing @addr, or NULL. Under mm->lock. */
-struct uhmm__area *uhmm__area_find(struct uhmm__areas *t, uintptr_t addr);
-/* Index of the first area with end > @addr (n if none). Under mm->lock. */
-size_t uhmm__area_lower(const struct uhmm__areas *t, uintptr_t addr);
-/*
- * Cut [start, end) out of the table: areas straddling a boundary are split,
- * the pieces inside are removed. If @moved is not NULL, the removed pieces
- * are appended to it (with their block references) instead of released.
- * Return: 0, or -ENOMEM (table unchanged).
- */
-int uhmm__areas_cut(struct uhmm__areas *t, uintptr_t start, uintptr_t end,
-		    struct uhmm__areas *moved);
-/* Insert an area (no overlap allowed). Return 0 or -ENOMEM. */
-int uhmm__areas_insert(struct uhmm__areas *t, const struct uhmm__area *a);
-void uhmm__areas_release(struct uhmm__areas *t);
-/* A fresh block of zeroed states. Return NULL on failure. */
-struct uhmm__psblock *uhmm__psblock_new(size_t npages);
-void uhmm__psblock_put(struct uhmm__psblock *b);
-
-/* --- mm.c ---------------------------------------------------------------- */
-
-/* Wait until every event read from the uffd so far has been applied. */
-void uhmm__mm_event_barrier(struct uhmm_mm *mm);
-/* Is this mm live in this process (not a fork child's stale copy)? */
-bool uhmm__mm_live(const struct uhmm_mm *mm);
-/* Registry access for the signal handler and the interposers. AS-safe. */
-struct uhmm_mm *uhmm__mm_slot(int i);
-extern atomic_int uhmm__mm_count;
-extern atomic_int uhmm__sig_inflight;
-/* Manage [start, end) unless it is already (first device use). 0 or -errno. */
-int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
-/* Manage a range with mm->event_lock held (used on first device use too). */
-int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned int flags);
-
-/*
- * Bytes of bookkeeping the mm spends on managed memory (area table and page
- * states, counted by what is mapped for them) and the managed pages it
- * covers. For `uhmm bench memory`.
- */
-size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages);
-
-/* The owner of the pagemap in @slot (1..255), or NULL. Under mm->lock. */
-void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot);
-/* Give a pagemap a slot (1..255) in the mm; return it or -ENOSPC. */
-int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
-void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
-
-/* --- pagemap.c / migrate.c ---------------------------------------------- */
-
-extern const char uhmm__zero_page[UHMM__PAGE_SIZE];
-struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t page);
-void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t page);
-/* Allocate @n (1, or 512 for a whole section) contiguous pages, scrubbed. */
-int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *page);
-/* Unmap the cached staging mapping (uhmm_mm_free). */
-void uhmm__staging_cache_drop(struct uhmm_mm *mm);
-/* Set or clear DIRTY on [first, first+n). */
-void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty);
-/* Bring home the pages of [first, first+n) that hold data. */
-void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n);
-/*
- * Bring a device page home for a CPU fault at @addr (its state said DEVICE
- * in @slot). Return 0 when home, -EAGAIN when another migration holds the
- * page (wait and retry), or -errno.
- */
-int uhmm__fault_device(struct uhmm_mm *mm, uintptr_t addr, unsigned int slot);
-/* Give an exclusive page back to the CPU (a CPU touched it). 0 or -errno. */
-int uhmm__exclusive_revoke(struct uhmm_mm *mm, uintptr_t addr);
-/* Revoke every exclusive page of [start, end) (mprotect, fork, teardown). */
-void uhmm__exclusive_revoke_range(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
-/* Wait until the migration generation moves past @seq. AS-safe. */
-void uhmm__migration_wait(struct uhmm_mm *mm, unsigned int seq);
-/* Bring every device page of the mm in [start, end) home (any owner). */
-void uhmm__mm_bring_home(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
-/* The address whose state word is @ps, under mm->lock; 0 if unmapped. */
-uintptr_t uhmm__ps_to_addr(struct uhmm_mm *mm, const uint64_t *ps);
-/* Release the device pages whose states in [start, end) say DEVICE (not
- * migrating): their data is being discarded (munmap, MADV_DONTNEED). The
- * states are reset. Called with mm->lock held; puts happen after unlock
- * through the returned list, released by uhmm__put_list(). */
-struct uhmm__put_list {
-	struct {
-		struct uhmm_pagemap *pg;
-		uint64_t page;
-	} *v;
-	size_t n, cap;
-};
-void uhmm__discard_device_pages(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
-				struct uhmm__put_list *out);
-int uhmm__put_list_add(struct uhmm__put_list *l, struct uhmm_pagemap *pg, uint64_t page);
-void uhmm__put_list(struct uhmm__put_list *l);
-
-/* --- fault.c ------------------------------------------------------------- */
-
-int uhmm__service_start(struct uhmm_mm *mm, unsigned int nthreads);
-void uhmm__service_stop(struct uhmm_mm *mm);
-/*
- * Resolve a CPU fault at @addr. Return 0 when resolved (or already
- * resolved), -errno when this mm cannot resolve it (not registered here,
- * range gone). AS-safe when @in_signal.
- */
-int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal);
-int uhmm__sigbus_install(void);
-/* A uffd op said -EAGAIN (an event unread): let it pass (fault.c). */
-void uhmm__eagain_wait(struct uhmm_mm *mm);
-
-/* --- event.c ------------------------------------------------------------- */
-
-struct uffd_msg;
-/* Apply one non-fault message. Called with mm->event_lock held. */
-void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *msg);
-
-/* --- notifier.c ---------------------------------------------------------- */
 
 void uhmm__notifiers_init(struct uhmm__notifiers *ns);
 void uhmm__notifiers_fini(struct uhmm__notifiers *ns);
@@ -361,27 +254,335 @@ void uhmm__invalidate(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
 void uhmm__notifiers_release(struct uhmm_mm *mm);
 size_t uhmm__notifiers_count(struct uhmm_mm *mm);
 
-/* --- interpose.c ---------------------------------------------------------- */
+/*
+ * Invalidations the calling thread is announcing itself (interposed calls)
+ * so that the matching userfaultfd event, applied later by a service
+ * thread, does not announce them a second time. Under mm->lock.
+ */
+#define UHMM__MAX_SUPPRESS 16
+struct uhmm__suppress {
+	uintptr_t start, end;
+	bool used;
+};
+
+/*
+ * A MADV_DONTNEED uhmm makes itself on managed memory (a read-only page it
+ * has copied into staging): the REMOVE event it raises must neither be
+ * announced nor discard the page. Each is consumed by exactly one event
+ * with exactly its range. Under mm->lock.
+ */
+#define UHMM__MAX_OWN_ZAPS 16
+struct uhmm__own_zap {
+	uintptr_t start, end;
+	bool used;
+};
+
+/* --- device memory (pagemap.c) --------------------------------------------- */
+
+#define UHMM__DPAGE_ALLOCATED 0x1u
+#define UHMM__DPAGE_DIRTY 0x2u	 /* host storage may hold data: scrub before reuse */
+#define UHMM__DPAGE_CLAIMED 0x4u /* given as a migration's destination, not yet placed */
+#define UHMM__DPAGE_DEFERRED 0x8u /* a put is owed (a put list could not grow) */
+#define UHMM__DPAGE_OWNER_SHIFT 8 /* exclusive store: the owner's index, bits 8..15 */
+
+/*
+ * A device page's descriptor: 16 bytes (the budget). @ps points at the
+ * page-state word of the managed page whose data the device page holds (its
+ * reverse map), NULL when none; written by pstate.c only, under mm->lock.
+ * While the page is free, @next_free links the section's free list instead.
+ */
+struct uhmm__dpage {
+	atomic_uint refs;
+	uint32_t flags; /* under pagemap->lock */
+	union {
+		struct uhmm__ps *ps;
+		uint64_t next_free;
+	};
+};
+_Static_assert(sizeof(struct uhmm__dpage) == 16, "16 bytes per device page");
+
+#define UHMM__SECTION_PAGES 512u
+#define UHMM__NO_PAGE UINT64_MAX
+
+/*
+ * A 2 MiB sub-section. Once created it is never freed before its pagemap:
+ * lookups run without the pagemap lock, so a removed section stays in
+ * place, marked, and is reused by the next uhmm_pagemap_add_memory().
+ */
+struct uhmm__section {
+	char *storage;		/* host storage, 2 MiB aligned, or NULL */
+	bool live;		/* added and not removed */
+	unsigned int nfree;
+	uint64_t free_head;	/* index of the first free page, or UHMM__NO_PAGE */
+	struct uhmm__dpage desc[UHMM__SECTION_PAGES];
+};
+
+/*
+ * The sections of a pagemap: a directory of leaves of 512 section pointers,
+ * so that growing never moves a pointer a reader holds. 2048 leaves of 512
+ * sections of 2 MiB: 2 TiB per pagemap.
+ */
+#define UHMM__SECTION_LEAF 512u
+#define UHMM__SECTION_DIR 2048u
+
+struct uhmm_pagemap {
+	struct uhmm_mm *mm;
+	unsigned int slot;	/* in mm->pagemaps, 1..255 */
+	struct uhmm_pagemap_config cfg;
+	pthread_mutex_t lock;	/* see the lock order */
+	pthread_cond_t cond;	/* signalled on every put and callback end */
+	struct uhmm__section **dir[UHMM__SECTION_DIR];
+	unsigned int nsections;	/* sections ever created (live or not) */
+	unsigned int next_section; /* where allocation looks first */
+	uint64_t pages_total;
+	bool fail_next;		/* tests: the next allocation fails */
+	unsigned int callbacks;	/* page_free calls running; teardown waits */
+	unsigned int users;	/* CPU fault-backs using it; teardown waits */
+	atomic_uint deferred;	/* pages marked DEFERRED (a put is owed) */
+	uint64_t migrated_to, migrated_from, faults, alloc_failures;
+};
+
+/* 4 KiB of zeros (fault.c): the source of zero fills and device scrubs. */
+extern const char uhmm__zero_page[UHMM__PAGE_SIZE];
+
+struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn);
+void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn);
+/* The pagemap a pfn belongs to, if attached to @mm. Under mm->lock. */
+struct uhmm_pagemap *uhmm__pagemap_of(struct uhmm_mm *mm, uint64_t pfn);
+/* Allocate @n (1, or 512 for a whole section) contiguous pages, zeroed. */
+int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn);
+/* Tests: make the next allocation of @pg fail (a device out of memory). */
+void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg);
+/* Set or clear DIRTY on [first, first+n). */
+void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty);
+/*
+ * Claim @pfn as a migration's destination: it must be an allocated page of
+ * @pg holding no data and not claimed already. Return 0 or -EINVAL.
+ */
+int uhmm__dpage_claim(struct uhmm_pagemap *pg, uint64_t pfn);
+void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn);
+/* Is the host storage of @pfn backed (a page is mapped there)? */
+bool uhmm__storage_backed(struct uhmm_pagemap *pg, uint64_t pfn);
+/* Bring home the pages of [first, first+n) of @pg that hold data. */
+void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n);
+/* The owner of the pagemap in @slot (1..255), or NULL. Under mm->lock. */
+void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot);
+/* Give a pagemap a slot (1..255) in the mm; return it or -ENOSPC. */
+int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
+void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
+
+/*
+ * Device pages to put once no lock is held (page_free may run device code).
+ * Adding cannot fail: when the list cannot grow, the page is marked on its
+ * descriptor instead (DEFERRED) and put by the pagemap's next allocation,
+ * eviction, statistics or teardown (uhmm__pagemap_reap). uhmm__put_list()
+ * puts the listed pages and empties the list.
+ */
+struct uhmm__put_list {
+	struct {
+		struct uhmm_pagemap *pg;
+		uint64_t pfn;
+	} *v;
+	size_t n, cap;
+};
+void uhmm__put_list_add(struct uhmm__put_list *l, struct uhmm_pagemap *pg, uint64_t pfn);
+void uhmm__put_list(struct uhmm__put_list *l);
+/* Put the pages of @pg marked DEFERRED. No lock held. */
+void uhmm__pagemap_reap(struct uhmm_pagemap *pg);
+
+/* --- staging (staging.c) --------------------------------------------------- */
+
+/*
+ * A staging area: anonymous memory of uhmm's, registered with the mm's
+ * userfaultfd so that UFFDIO_MOVE can land there, 2 MiB-congruent with the
+ * range it serves. Owned by one migration at a time.
+ */
+struct uhmm__staging {
+	char *map;	/* the whole mapping */
+	size_t maplen;
+	char *base;	/* the part serving the range: page i at base + i * 4096 */
+	size_t len;
+};
+
+#define UHMM__STAGING_CACHE 4
+
+/* A staging area for [start, start+len), empty. 0 or -ENOMEM. AS-safe. */
+int uhmm__staging_get(struct uhmm_mm *mm, uintptr_t start, size_t len, struct uhmm__staging *st);
+/* Empty it (nothing of one migration may reach the next) and give it back. */
+void uhmm__staging_put(struct uhmm_mm *mm, struct uhmm__staging *st);
+/* Unmap every cached staging mapping (uhmm_mm_free). */
+void uhmm__staging_drop_all(struct uhmm_mm *mm);
+
+/* --- the mm (mm.c) ---------------------------------------------------------- */
+
+struct uhmm_mm {
+	int uffd;	 /* managed memory and staging: faults and events */
+	int uffd_anchor; /* a duplicate the program cannot know to close (fdguard.c) */
+	int uffd_own;	 /* uhmm's own memory (device storage): no events, no faults */
+	int maps_fd;	 /* /proc/self/maps: VMA lookups */
+	int pagemap_fd;	 /* /proc/self/pagemap: PAGEMAP_SCAN */
+	int stop_fd;	 /* eventfd: tells the service threads to exit */
+	enum uhmm_fault_mode mode;
+	struct uhmm_caps caps;
+	bool own_wp;	 /* uhmm's own memory registers in WP mode (faults stay the kernel's) */
+	pid_t pid;	 /* the creating process; children must not serve */
+	atomic_bool orphan; /* set in a fork child: the fd no longer tracks us */
+	int slot;	 /* index in the global registry */
+
+	struct uhmm__mutex event_lock; /* see the lock order */
+	struct uhmm__mutex lock;
+	struct uhmm__areas areas;
+
+	unsigned int nthreads;
+	pthread_t threads[UHMM__MAX_THREADS];
+
+	struct uhmm__notifiers notifiers;
+	struct uhmm_pagemap *pagemaps[256]; /* slot -> pagemap; slot 0 unused; under lock */
+
+	/*
+	 * Bumped (then FUTEX_WAKE) whenever a page stops being MIGRATING:
+	 * threads that found a page busy sleep on it (signal mode, range
+	 * faults). Pairs with the load a waiter makes under mm->lock.
+	 */
+	atomic_uint mig_seq;
+	/*
+	 * The fork gate: bit 31 says a fork is being prepared, the low bits
+	 * count migrations in flight (fork.c).
+	 */
+	atomic_uint fork_gate;
+
+	pthread_mutex_t staging_lock;
+	struct {
+		char *map;
+		size_t maplen;
+	} staging_cache[UHMM__STAGING_CACHE];
+
+	/* Device-exclusive access (exclusive.c). */
+	pthread_mutex_t excl_lock;	/* creating the store, owner table */
+	struct uhmm_pagemap *excl_store;
+	void *excl_owners[256];
+	char excl_tag;			/* the store's owner: never a device */
+
+	struct uhmm__suppress suppress[UHMM__MAX_SUPPRESS]; /* under lock */
+	struct uhmm__own_zap own_zaps[UHMM__MAX_OWN_ZAPS];  /* under lock */
+
+	struct {
+		atomic_uint_fast64_t faults, faults_zero;
+		atomic_uint_fast64_t unmap, remove, remap;
+		atomic_uint_fast64_t wait_timeouts; /* a busy-page wait ended by its bound */
+	} stats;
+};
+
+/* Wait until every event read from the uffd so far has been applied. */
+void uhmm__mm_event_barrier(struct uhmm_mm *mm);
+/* Is this mm live in this process (not a fork child's stale copy)? */
+bool uhmm__mm_live(const struct uhmm_mm *mm);
+/* Registry access for the signal handler and the interposers. AS-safe. */
+struct uhmm_mm *uhmm__mm_slot(int i);
+extern atomic_int uhmm__mm_count;
+extern atomic_int uhmm__sig_inflight;
+/* Hold every live mm while walking the registry (interposers). */
+void uhmm__registry_enter(void);
+void uhmm__registry_exit(void);
+/*
+ * Bytes of bookkeeping the mm spends on managed memory (area table and page
+ * states) and the managed pages it covers. For `uhmm bench memory`.
+ */
+size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages);
+/* Busy-page waits that ended by their bound (tests: lost wake-ups). */
+uint64_t uhmm__wait_timeouts(struct uhmm_mm *mm);
+
+/*
+ * Wait until the migration generation moves past @seq (a page this thread
+ * found MIGRATING is settled then). Bounded; a wait that ends by its bound
+ * is counted. AS-safe.
+ */
+void uhmm__migration_wait(struct uhmm_mm *mm, unsigned int seq);
+/* Pages stopped being MIGRATING: wake the threads waiting for that. */
+void uhmm__migration_wake(struct uhmm_mm *mm);
+
+/* --- fork (fork.c) ---------------------------------------------------------- */
+
+/* Install the atfork handlers (once, from uhmm_mm_new). */
+void uhmm__fork_setup(void);
+/* A migration begins / ends: it may not overlap a fork. AS-safe. */
+void uhmm__fork_gate_enter(struct uhmm_mm *mm);
+void uhmm__fork_gate_exit(struct uhmm_mm *mm);
+
+/* --- the migration engine (migrate.c, home.c) ------------------------------ */
+
+/*
+ * Bring a device page home for a CPU fault at @addr (its state said DEVICE
+ * in @slot). Return 0 when home, -EAGAIN when the page changed under us
+ * (retry the access), -ENOMEM when memory ran out (retry later), or -EIO
+ * when the device cannot give it back (the access fails, as VM_FAULT_SIGBUS).
+ * @in_signal: called from the SIGBUS handler (nothing may allocate).
+ */
+int uhmm__fault_device(struct uhmm_mm *mm, uintptr_t addr, unsigned int slot, bool in_signal);
+/* Give an exclusive page back to the CPU (a CPU touched it): as above. */
+int uhmm__exclusive_revoke(struct uhmm_mm *mm, uintptr_t addr, bool in_signal);
+/* Revoke every exclusive page of [start, end) (mprotect, fork, teardown). */
+void uhmm__exclusive_revoke_range(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/* Bring every device page of the mm in [start, end) home (any owner). */
+void uhmm__mm_bring_home(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/* Wait until no page of [start, end) is being migrated. */
+void uhmm__migrations_settle(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+
+/* --- fault.c ------------------------------------------------------------- */
+
+int uhmm__service_start(struct uhmm_mm *mm, unsigned int nthreads);
+void uhmm__service_stop(struct uhmm_mm *mm);
+/*
+ * Resolve a CPU fault at @addr. Return 0 when resolved (or already
+ * resolved), -EINPROGRESS (thread mode: a migration holds the page; its
+ * finalize wakes the thread), -EAGAIN / -ENOMEM (transient: let the access
+ * fault again), -EIO (the device cannot give the page back), or -ENOENT
+ * (not memory of this mm). AS-safe when @in_signal.
+ */
+int uhmm__fault_resolve(struct uhmm_mm *mm, uintptr_t addr, bool write, bool in_signal);
+int uhmm__sigbus_install(void);
+/*
+ * A uffd operation said -EAGAIN: an event is pending (the kernel refuses to
+ * move or fill while the program's mappings change). With event_lock held
+ * (@locked), read and apply the pending events now; otherwise try to, and
+ * yield if another thread is reading. Never reads in a signal handler.
+ */
+void uhmm__events_pump(struct uhmm_mm *mm, bool locked, bool in_signal);
+
+/* --- event.c ------------------------------------------------------------- */
+
+struct uffd_msg;
+/* Apply one non-fault message. Called with mm->event_lock held. */
+void uhmm__event_apply(struct uhmm_mm *mm, const struct uffd_msg *msg);
+
+/* --- interpose.c / fdguard.c / kaccess.c ------------------------------------ */
 
 /* Resolve the next munmap/mremap/... (dlsym); from uhmm_mm_new(). */
 void uhmm__interpose_init(void);
+void uhmm__fdguard_init(void);
+void uhmm__kaccess_init(void);
 /*
- * MADV_DONTNEED of uhmm's own making (storage scrub, copy-then-drop during a
- * migration): the REMOVE event it raises is not announced to devices. Must
- * not be called with event_lock or mm->lock held.
+ * MADV_DONTNEED of managed memory by uhmm itself (the original of a
+ * read-only page copied into staging): the REMOVE event is consumed without
+ * effect. Must not be called with event_lock or mm->lock held.
  */
-void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len);
+void uhmm__zap_own(struct uhmm_mm *mm, uintptr_t start, size_t len);
+/* Under mm->lock: is this REMOVE uhmm's own zap (consumes it)? */
+bool uhmm__own_zap_consume(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
 /*
- * MADV_DONTNEED of memory only uhmm uses (device storage, staging): done
- * unregistered, so it raises no event at all. Nobody may fault or move
- * into [start, start+len) meanwhile.
+ * MADV_DONTNEED of staging memory: done unregistered, so that it raises no
+ * event. Nobody may fault or move into [start, start+len) meanwhile.
  */
-void uhmm__zap_private(struct uhmm_mm *mm, uintptr_t start, size_t len);
+void uhmm__zap_staging(struct uhmm_mm *mm, uintptr_t start, size_t len);
 /* Suppression of the event an interposed call will cause (see above). */
-int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
+int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
 void uhmm__suppress_del(struct uhmm_mm *mm, int slot);
 /* Under mm->lock: was this event announced by an interposed call? */
-bool uhmm__suppressed(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event);
+bool uhmm__suppressed(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
+/* Is @fd one of the descriptors of a live mm (close must not take it)? */
+bool uhmm__fd_is_ours(int fd);
+/* A descriptor of @mm failed as if closed behind libc's back: say so, abort. */
+void uhmm__fd_lost(struct uhmm_mm *mm, int fd, int err) __attribute__((noreturn, cold));
 
 /* --- util.c: allocation with fault injection ----------------------------- */
 

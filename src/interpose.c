@@ -25,6 +25,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -32,19 +33,19 @@
 
 #include "internal.h"
 
-int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event)
+int uhmm__suppress_add(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
 	int slot = -1;
 
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	for (int i = 0; i < UHMM__MAX_SUPPRESS; i++) {
 		if (!mm->suppress[i].used) {
-			mm->suppress[i] = (struct uhmm__suppress){ start, end, event, true };
+			mm->suppress[i] = (struct uhmm__suppress){ start, end, true };
 			slot = i;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	return slot; /* -1: full; the event will then be announced twice, harmlessly */
 }
 
@@ -52,23 +53,65 @@ void uhmm__suppress_del(struct uhmm_mm *mm, int slot)
 {
 	if (slot < 0)
 		return;
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	mm->suppress[slot].used = false;
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 }
 
-bool uhmm__suppressed(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, int event)
+bool uhmm__suppressed(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 {
 	for (int i = 0; i < UHMM__MAX_SUPPRESS; i++) {
 		const struct uhmm__suppress *s = &mm->suppress[i];
 
 		/* An interposed call suppresses every event its range causes:
 		 * mremap, for one, raises REMAP and then UNMAP of the old range. */
-		(void)event;
 		if (s->used && s->start <= start && end <= s->end)
 			return true;
 	}
 	return false;
+}
+
+/* --- uhmm's own zaps of managed memory ---------------------------------------- */
+
+bool uhmm__own_zap_consume(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	for (int i = 0; i < UHMM__MAX_OWN_ZAPS; i++) {
+		struct uhmm__own_zap *z = &mm->own_zaps[i];
+
+		if (z->used && z->start == start && z->end == end) {
+			z->used = false; /* exactly one event per zap */
+			return true;
+		}
+	}
+	return false;
+}
+
+void uhmm__zap_own(struct uhmm_mm *mm, uintptr_t start, size_t len)
+{
+	for (;;) {
+		int slot = -1;
+
+		uhmm__lock(&mm->lock);
+		for (int i = 0; i < UHMM__MAX_OWN_ZAPS && slot < 0; i++)
+			if (!mm->own_zaps[i].used)
+				slot = i;
+		if (slot >= 0)
+			mm->own_zaps[slot] = (struct uhmm__own_zap){ start, start + len, true };
+		uhmm__unlock(&mm->lock);
+		if (slot >= 0)
+			break;
+		sched_yield(); /* as many migrations as slots are zapping: one ends soon */
+	}
+	uhmm__sys_madvise((void *)start, len, MADV_DONTNEED);
+	/*
+	 * The kernel waited for the REMOVE event to be read; once applied it
+	 * consumed the entry. If none came (the range left the userfaultfd
+	 * meanwhile), the entry must not swallow a later event.
+	 */
+	uhmm__mm_event_barrier(mm);
+	uhmm__lock(&mm->lock);
+	uhmm__own_zap_consume(mm, start, start + len);
+	uhmm__unlock(&mm->lock);
 }
 
 /* --- the next definitions ------------------------------------------------ */
@@ -186,17 +229,14 @@ static void change_begin(struct change *c)
 	struct uhmm_notifier_range r = { .start = c->start, .end = c->end, .event = c->event };
 
 	c->n = 0;
-	/* Pairs with registry_del(): no mm is freed while we hold it. */
-	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_enter(); /* no mm is freed while we hold it */
 	for (int i = 0; i < UHMM__MAX_MMS; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
 
 		if (!mm || !uhmm__mm_live(mm))
 			continue;
 		c->v[c->n].mm = mm;
-		c->v[c->n].slot = c->uffd_event ? uhmm__suppress_add(mm, c->start, c->end,
-								    c->uffd_event)
-						: -1;
+		c->v[c->n].slot = c->uffd_event ? uhmm__suppress_add(mm, c->start, c->end) : -1;
 		uhmm__invalidate_begin(mm, &r);
 		c->n++;
 	}
@@ -212,7 +252,7 @@ static void change_end(struct change *c)
 		uhmm__mm_event_barrier(mm);
 		uhmm__suppress_del(mm, c->v[i].slot);
 	}
-	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_exit();
 }
 
 /* --- the entry points ----------------------------------------------------- */
@@ -237,15 +277,22 @@ UHMM__EXPORT int mprotect(void *addr, size_t len, int prot)
 
 	if (no_mm() || !page_range(addr, len, &c.start, &c.end))
 		return next_mprotect(addr, len, prot);
-	/* A protection change revokes device-exclusive access first. */
-	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel); /* see mm.c */
+	/*
+	 * A protection change revokes device-exclusive access first, and
+	 * waits for migrations of the range: a read-only page being copied
+	 * away must not become writable (and written) before its copy is the
+	 * only one.
+	 */
+	uhmm__registry_enter();
 	for (int i = 0; i < UHMM__MAX_MMS; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
 
-		if (mm && uhmm__mm_live(mm))
+		if (mm && uhmm__mm_live(mm)) {
 			uhmm__exclusive_revoke_range(mm, c.start, c.end);
+			uhmm__migrations_settle(mm, c.start, c.end);
+		}
 	}
-	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_exit();
 	change_begin(&c);
 	r = next_mprotect(addr, len, prot);
 	change_end(&c);
@@ -274,7 +321,7 @@ UHMM__EXPORT int madvise(void *addr, size_t len, int advice)
 /* After a grow: manage the new tail like the area it extends (exact books). */
 static void adopt_grown_tail(uintptr_t tail, uintptr_t end)
 {
-	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel); /* see mm.c */
+	uhmm__registry_enter();
 	for (int i = 0; i < UHMM__MAX_MMS; i++) {
 		struct uhmm_mm *mm = uhmm__mm_slot(i);
 		struct uhmm__area *a;
@@ -283,19 +330,19 @@ static void adopt_grown_tail(uintptr_t tail, uintptr_t end)
 
 		if (!mm || !uhmm__mm_live(mm))
 			continue;
-		pthread_mutex_lock(&mm->event_lock);
-		pthread_mutex_lock(&mm->lock);
+		uhmm__lock(&mm->event_lock);
+		uhmm__lock(&mm->lock);
 		a = uhmm__area_find(&mm->areas, tail - 1);
 		if (a && a->registered) {
 			adopt = true;
-			flags = a->flags;
+			flags = a->flags & UHMM_MANAGE_MIRROR_ONLY;
 		}
-		pthread_mutex_unlock(&mm->lock);
+		uhmm__unlock(&mm->lock);
 		if (adopt)
 			uhmm__manage_locked(mm, tail, end, flags);
-		pthread_mutex_unlock(&mm->event_lock);
+		uhmm__unlock(&mm->event_lock);
 	}
-	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
+	uhmm__registry_exit();
 }
 
 UHMM__EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
@@ -356,39 +403,15 @@ UHMM__EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off
 	change_begin(&c);
 	r = next_mmap(addr, len, prot, flags, fd, off);
 	if (r != MAP_FAILED) {
-		/* The kernel dropped the registration without an event. */
+		/* Older kernels dropped the registration without an event. */
 		for (int i = 0; i < c.n; i++) {
 			struct uhmm_mm *mm = c.v[i].mm;
 
-			pthread_mutex_lock(&mm->event_lock);
-			pthread_mutex_lock(&mm->lock);
-			uhmm__areas_cut(&mm->areas, c.start, c.end, NULL);
-			pthread_mutex_unlock(&mm->lock);
-			pthread_mutex_unlock(&mm->event_lock);
+			uhmm__lock(&mm->event_lock);
+			uhmm__area_remove(mm, c.start, c.end);
+			uhmm__unlock(&mm->event_lock);
 		}
 	}
 	change_end(&c);
 	return r;
-}
-
-void uhmm__zap_quiet(struct uhmm_mm *mm, uintptr_t start, size_t len)
-{
-	int slot = uhmm__suppress_add(mm, start, start + len, UFFD_EVENT_REMOVE);
-
-	uhmm__sys_madvise((void *)start, len, MADV_DONTNEED);
-	/* The kernel waited for the event to be read: now it is applied. */
-	uhmm__mm_event_barrier(mm);
-	uhmm__suppress_del(mm, slot);
-}
-
-void uhmm__zap_private(struct uhmm_mm *mm, uintptr_t start, size_t len)
-{
-	/*
-	 * Unregistered for the moment of the drop: no REMOVE event, so the mm
-	 * is never "changing" (which makes concurrent UFFDIO_MOVE/COPY fail
-	 * with -EAGAIN) and nobody waits for a service thread.
-	 */
-	uhmm__uffd_unregister(mm->uffd, start, len);
-	uhmm__sys_madvise((void *)start, len, MADV_DONTNEED);
-	uhmm__uffd_register(mm->uffd, start, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
 }

@@ -11,16 +11,21 @@
  * for the counter to reach zero before freeing, so no reader can hold a
  * freed mm.
  *
- * fork(): the child inherits the userfaultfd but not the service threads,
- * and without UFFD_FEATURE_EVENT_FORK its copies of managed ranges are plain
- * memory. The child handler marks every mm orphaned; an orphan never serves
- * faults or events and uhmm_mm_free() on it only releases fds and memory.
+ * Descriptors: the userfaultfd of managed memory (faults and events), a
+ * duplicate of it that keeps it alive if the program closes the number it
+ * can see behind libc's back (fdguard.c), a second userfaultfd for uhmm's
+ * own memory (device storage: a UFFDIO_MOVE destination must be registered,
+ * and this one raises no events and serves no faults), /proc/self/maps,
+ * /proc/self/pagemap, and an eventfd that stops the service threads.
+ *
+ * fork() is fork.c's; a child's copies of the mms are orphans that serve
+ * nothing, and uhmm_mm_free() on one only releases fds and memory.
  */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -29,7 +34,7 @@ static _Atomic(struct uhmm_mm *) registry[UHMM__MAX_MMS];
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER; /* slot allocation */
 atomic_int uhmm__mm_count;
 atomic_int uhmm__sig_inflight;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
 struct uhmm_mm *uhmm__mm_slot(int i)
 {
@@ -41,49 +46,15 @@ bool uhmm__mm_live(const struct uhmm_mm *mm)
 	return !atomic_load_explicit(&mm->orphan, memory_order_relaxed);
 }
 
-static void atfork_child(void)
+void uhmm__registry_enter(void)
 {
-	for (int i = 0; i < UHMM__MAX_MMS; i++) {
-		struct uhmm_mm *mm = uhmm__mm_slot(i);
-
-		if (mm) {
-			atomic_store(&mm->orphan, true);
-			/* The parent may have held them at fork time. */
-			pthread_mutex_init(&mm->event_lock, NULL);
-			pthread_mutex_init(&mm->lock, NULL);
-			pthread_rwlock_init(&mm->notifiers.tree_lock, NULL);
-			pthread_mutex_init(&mm->notifiers.seq_lock, NULL);
-			pthread_cond_init(&mm->notifiers.seq_cond, NULL);
-			mm->notifiers.active = 0; /* the threads that ran them are gone */
-			if (mm->notifiers.invalidate_seq & 1)
-				mm->notifiers.invalidate_seq++;
-		}
-	}
+	/* Pairs with registry_del(): no mm is freed while a reader holds it. */
+	atomic_fetch_add_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
 }
 
-/*
- * Before fork: a child must never see zeros where its parent had data, and
- * the kernel cannot follow device pages into it (no EVENT_FORK without
- * CAP_SYS_PTRACE). So every page a device holds comes home first, and
- * device-exclusive access is revoked; the child then starts with plain
- * memory, copy-on-write shared with the parent.
- */
-static void atfork_prepare(void)
+void uhmm__registry_exit(void)
 {
-	for (int i = 0; i < UHMM__MAX_MMS; i++) {
-		struct uhmm_mm *mm = uhmm__mm_slot(i);
-
-		if (mm && uhmm__mm_live(mm) && mm->pid == getpid()) {
-			uhmm__mm_bring_home(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
-			uhmm__exclusive_revoke_range(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
-		}
-	}
-}
-
-static void atfork_setup(void)
-{
-	uhmm__interpose_init();
-	pthread_atfork(atfork_prepare, NULL, atfork_child);
+	atomic_fetch_sub_explicit(&uhmm__sig_inflight, 1, memory_order_acq_rel);
 }
 
 static int registry_add(struct uhmm_mm *mm)
@@ -117,8 +88,8 @@ static void registry_del(struct uhmm_mm *mm)
 
 void uhmm__mm_event_barrier(struct uhmm_mm *mm)
 {
-	pthread_mutex_lock(&mm->event_lock);
-	pthread_mutex_unlock(&mm->event_lock);
+	uhmm__lock(&mm->event_lock);
+	uhmm__unlock(&mm->event_lock);
 }
 
 /* Features every mm needs; without them uhmm cannot keep its books. */
@@ -152,7 +123,7 @@ static bool probe_follow_fork(void)
 	if (fd < 0)
 		return false;
 	ok = uhmm__uffd_api(fd, UFFD_FEATURE_EVENT_FORK, NULL, NULL) == 0;
-	close(fd);
+	uhmm__sys_close(fd);
 	return ok;
 }
 
@@ -167,12 +138,12 @@ static void probe_files(struct uhmm_caps *c)
 		c->pagemap_scan = uhmm__pagemap_scan(fd, 0, UHMM__PAGE_SIZE, &r, 1, 0, 0,
 						     PAGE_IS_PRESENT, PAGE_IS_PRESENT,
 						     &we) != -ENOTTY;
-		close(fd);
+		uhmm__sys_close(fd);
 	}
 	fd = uhmm__maps_open();
 	if (fd >= 0) {
 		c->procmap_query = uhmm__procmap_query_works(fd);
-		close(fd);
+		uhmm__sys_close(fd);
 	}
 }
 
@@ -209,6 +180,45 @@ static int mode_from_env(enum uhmm_fault_mode *mode)
 	return 0;
 }
 
+/*
+ * Can uhmm's own memory register in write-protect mode on @fd? Then faults
+ * on it stay the kernel's (uhmm never write-protects a page): a device, or
+ * a uhmm thread, touching a hole of its storage gets a zero page from the
+ * kernel instead of waiting for a fault service.
+ */
+static bool probe_own_wp(int fd)
+{
+	void *p;
+	bool ok;
+
+	if (uhmm__sys_mmap(&p, NULL, UHMM__PAGE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+		return false;
+	ok = uhmm__uffd_register(fd, (uintptr_t)p, UHMM__PAGE_SIZE, UFFDIO_REGISTER_MODE_WP,
+				 NULL) == 0;
+	uhmm__sys_munmap(p, UHMM__PAGE_SIZE); /* no event: the fd asked for none */
+	return ok;
+}
+
+static int open_own_uffd(struct uhmm_mm *mm)
+{
+	struct uhmm__uffd_origin o;
+	int r;
+
+	if (!mm->caps.move)
+		return 0; /* nothing to move into: device storage is copied to */
+	if (uhmm__inject_fail())
+		return -EMFILE;
+	mm->uffd_own = uhmm__uffd_open(&o);
+	if (mm->uffd_own < 0)
+		return mm->uffd_own;
+	r = uhmm__uffd_api(mm->uffd_own, UFFD_FEATURE_MOVE, NULL, NULL);
+	if (r)
+		return r;
+	mm->own_wp = probe_own_wp(mm->uffd_own);
+	return 0;
+}
+
 static int mm_open_fds(struct uhmm_mm *mm, enum uhmm_fault_mode mode)
 {
 	struct uhmm__uffd_origin o;
@@ -235,6 +245,14 @@ static int mm_open_fds(struct uhmm_mm *mm, enum uhmm_fault_mode mode)
 	mm->caps.signal_mode = offered & UFFD_FEATURE_SIGBUS;
 	if (uhmm__inject_fail())
 		return -EMFILE;
+	mm->uffd_anchor = uhmm__sys_dup(mm->uffd);
+	if (mm->uffd_anchor < 0)
+		return mm->uffd_anchor;
+	r = open_own_uffd(mm);
+	if (r)
+		return r;
+	if (uhmm__inject_fail())
+		return -EMFILE;
 	mm->maps_fd = uhmm__maps_open();
 	if (mm->maps_fd < 0)
 		return mm->maps_fd;
@@ -254,22 +272,28 @@ static int mm_open_fds(struct uhmm_mm *mm, enum uhmm_fault_mode mode)
 	}
 	if (uhmm__inject_fail())
 		return -EMFILE;
-	mm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (mm->stop_fd < 0)
-		return -errno;
-	return 0;
+	mm->stop_fd = uhmm__sys_eventfd();
+	return mm->stop_fd < 0 ? mm->stop_fd : 0;
 }
 
 static void mm_close_fds(struct uhmm_mm *mm)
 {
-	if (mm->stop_fd >= 0)
-		close(mm->stop_fd);
-	if (mm->pagemap_fd >= 0)
-		close(mm->pagemap_fd);
-	if (mm->maps_fd >= 0)
-		close(mm->maps_fd);
-	if (mm->uffd >= 0)
-		close(mm->uffd);
+	int *fds[] = { &mm->stop_fd, &mm->pagemap_fd, &mm->maps_fd, &mm->uffd_own,
+		       &mm->uffd_anchor, &mm->uffd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			uhmm__sys_close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+static void setup_once_fn(void)
+{
+	uhmm__interpose_init();
+	uhmm__fdguard_init();
+	uhmm__kaccess_init();
+	uhmm__fork_setup();
 }
 
 UHMM__EXPORT int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *cfg)
@@ -290,15 +314,16 @@ UHMM__EXPORT int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *
 	if (mode == UHMM_FAULT_SIGNAL)
 		nthreads = 1; /* one thread serves events; faults resolve in place */
 
-	pthread_once(&atfork_once, atfork_setup);
+	pthread_once(&setup_once, setup_once_fn);
 	mm = uhmm__calloc(1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;
-	mm->uffd = mm->maps_fd = mm->pagemap_fd = mm->stop_fd = -1;
+	mm->uffd = mm->uffd_anchor = mm->uffd_own = -1;
+	mm->maps_fd = mm->pagemap_fd = mm->stop_fd = -1;
 	mm->mode = mode;
 	mm->pid = getpid();
-	pthread_mutex_init(&mm->event_lock, NULL);
-	pthread_mutex_init(&mm->lock, NULL);
+	uhmm__mutex_init(&mm->event_lock);
+	uhmm__mutex_init(&mm->lock);
 	pthread_mutex_init(&mm->excl_lock, NULL);
 	pthread_mutex_init(&mm->staging_lock, NULL);
 	uhmm__notifiers_init(&mm->notifiers);
@@ -325,39 +350,66 @@ out_unregistry:
 out_close:
 	mm_close_fds(mm);
 	uhmm__notifiers_fini(&mm->notifiers);
-	pthread_mutex_destroy(&mm->lock);
-	pthread_mutex_destroy(&mm->event_lock);
+	pthread_mutex_destroy(&mm->excl_lock);
+	pthread_mutex_destroy(&mm->staging_lock);
+	pthread_mutex_destroy(&mm->lock.m);
+	pthread_mutex_destroy(&mm->event_lock.m);
 	uhmm__free(mm);
+	return r;
+}
+
+/* Is a device's pagemap still attached (uhmm_pagemap_free not called)? */
+static bool device_attached(struct uhmm_mm *mm)
+{
+	bool r = false;
+
+	uhmm__lock(&mm->lock);
+	for (int i = 1; i < 256 && !r; i++)
+		r = mm->pagemaps[i] && mm->pagemaps[i] != mm->excl_store;
+	uhmm__unlock(&mm->lock);
 	return r;
 }
 
 UHMM__EXPORT void uhmm_mm_free(struct uhmm_mm *mm)
 {
+	bool mine;
+
 	if (!mm)
 		return;
-	if (uhmm__mm_live(mm) && mm->pid == getpid()) {
-		/* Memory stays, with its contents: nothing may stay on a device. */
-		uhmm__mm_bring_home(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
-		uhmm__exclusive_revoke_range(mm, 0, UINTPTR_MAX & ~(UHMM__PAGE_SIZE - 1));
+	mine = uhmm__mm_live(mm) && mm->pid == getpid();
+	if (mine) {
+		if (device_attached(mm))
+			uhmm__misuse("uhmm_mm_free(): a device's pagemap is still attached; call "
+				     "uhmm_pagemap_free() (or uhmm_refdev_free()) first");
+		/* Memory stays, with its contents: nothing may stay off the CPU. */
+		uhmm__exclusive_revoke_range(mm, 0, UHMM__ALL_END);
+		uhmm__migrations_settle(mm, 0, UHMM__ALL_END);
 		uhmm__notifiers_release(mm);
+		if (mm->excl_store && uhmm_pagemap_free(mm->excl_store))
+			uhmm__misuse("uhmm_mm_free(): exclusive pages could not come home");
 	}
-	uhmm_pagemap_free(mm->excl_store);
-	uhmm__staging_cache_drop(mm);
+	mm->excl_store = NULL;
+	uhmm__staging_drop_all(mm);
 	registry_del(mm);
-	if (uhmm__mm_live(mm) && mm->pid == getpid())
+	if (mine)
 		uhmm__service_stop(mm);
 	/*
 	 * Closing the userfaultfd unregisters every range it holds and wakes
 	 * any thread still waiting on it: managed memory becomes ordinary
-	 * memory with its contents.
+	 * memory with its contents. A fork child's copy leaves the numbers
+	 * alone: the child may have closed them and opened files of its own
+	 * there (they are close-on-exec).
 	 */
-	mm_close_fds(mm);
+	if (mine)
+		mm_close_fds(mm);
+	uhmm__lock(&mm->lock);
 	uhmm__areas_release(&mm->areas);
+	uhmm__unlock(&mm->lock);
 	uhmm__notifiers_fini(&mm->notifiers);
 	pthread_mutex_destroy(&mm->excl_lock);
 	pthread_mutex_destroy(&mm->staging_lock);
-	pthread_mutex_destroy(&mm->lock);
-	pthread_mutex_destroy(&mm->event_lock);
+	pthread_mutex_destroy(&mm->lock.m);
+	pthread_mutex_destroy(&mm->event_lock.m);
 	uhmm__free(mm);
 }
 
@@ -381,12 +433,17 @@ UHMM__EXPORT void uhmm_mm_stats(struct uhmm_mm *mm, struct uhmm_mm_stats *out)
 	out->events_remap = atomic_load(&mm->stats.remap);
 }
 
-UHMM__EXPORT size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
+uint64_t uhmm__wait_timeouts(struct uhmm_mm *mm)
+{
+	return atomic_load(&mm->stats.wait_timeouts);
+}
+
+size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
 {
 	size_t bytes, pages = 0;
 
 	uhmm__mm_event_barrier(mm);
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	bytes = mm->areas.cap * sizeof(struct uhmm__area);
 	for (size_t i = 0; i < mm->areas.n; i++) {
 		const struct uhmm__area *a = &mm->areas.v[i];
@@ -398,9 +455,9 @@ UHMM__EXPORT size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
 		for (size_t k = 0; k < i && first; k++)
 			first = mm->areas.v[k].blk != a->blk;
 		if (first)
-			bytes += a->blk->npages * sizeof(uint64_t) + sizeof(*a->blk);
+			bytes += a->blk->npages * sizeof(struct uhmm__ps) + sizeof(*a->blk);
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	*managed_pages = pages;
 	return bytes;
 }
@@ -414,23 +471,23 @@ int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg)
 {
 	int r = -ENOSPC;
 
-	pthread_mutex_lock(&mm->lock);
-	for (int i = 1; i < 256; i++) {
+	uhmm__lock(&mm->lock);
+	for (int i = 1; i <= (int)UHMM__PFN_MAX_SLOT; i++) {
 		if (!mm->pagemaps[i]) {
 			mm->pagemaps[i] = pg;
 			r = i;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	return r;
 }
 
 void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg)
 {
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	mm->pagemaps[pg->slot] = NULL;
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 }
 
 UHMM__EXPORT int uhmm_mapping_find(struct uhmm_mm *mm, uintptr_t addr, uintptr_t *start,

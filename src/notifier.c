@@ -177,6 +177,22 @@ static void treap_overlaps(node_t *root, uintptr_t s, uintptr_t l,
 	}
 }
 
+/* Is @n in the treap rooted at @root? (keyed by start, then address) */
+static bool treap_has(const node_t *root, const node_t *n)
+{
+	while (root && root != n)
+		root = less(n, root) ? root->_left : root->_right;
+	return root == n;
+}
+
+/*
+ * The notifier whose callback this thread is running, if any: insert and
+ * remove take the tree lock for writing, which the running callback's
+ * invalidation holds for reading; from a callback they would wait for
+ * themselves.
+ */
+static _Thread_local const node_t *in_callback;
+
 /* --- the API -------------------------------------------------------------- */
 
 UHMM__EXPORT int uhmm_interval_notifier_insert(struct uhmm_interval_notifier *n,
@@ -188,7 +204,19 @@ UHMM__EXPORT int uhmm_interval_notifier_insert(struct uhmm_interval_notifier *n,
 
 	if (!n || !mm || !ops || !ops->invalidate || !length || start + length - 1 < start)
 		return -EINVAL;
+	if (in_callback)
+		uhmm__misuse("uhmm_interval_notifier_insert() called from an invalidate callback");
 	ns = &mm->notifiers;
+	if (n->_mm == mm) {
+		/* Inserted already? (A fresh struct may hold anything: look it up.) */
+		bool dup;
+
+		pthread_rwlock_rdlock(&ns->tree_lock);
+		dup = treap_has(ns->root, n);
+		pthread_rwlock_unlock(&ns->tree_lock);
+		if (dup)
+			return -EEXIST;
+	}
 	n->_left = n->_right = NULL;
 	n->_start = start;
 	n->_last = start + length - 1;
@@ -222,6 +250,9 @@ UHMM__EXPORT void uhmm_interval_notifier_remove(struct uhmm_interval_notifier *n
 
 	if (!n || !n->_mm)
 		return; /* never inserted, or its mm was freed (which detached it) */
+	if (in_callback)
+		uhmm__misuse("uhmm_interval_notifier_remove() called from an invalidate callback "
+			     "(it would wait for that callback to return)");
 	ns = &n->_mm->notifiers;
 	/* The write lock waits for every running callback: none can still see n. */
 	pthread_rwlock_wrlock(&ns->tree_lock);
@@ -284,8 +315,11 @@ struct call_arg {
 static void call_one(node_t *n, void *p)
 {
 	struct call_arg *a = p;
+	const node_t *outer = in_callback;
 
+	in_callback = n;
 	n->_ops->invalidate(n, a->range, a->seq);
+	in_callback = outer;
 	a->called++;
 }
 

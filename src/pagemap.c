@@ -4,55 +4,83 @@
  *
  * A pagemap owns sub-sections of 2 MiB (512 pages), added and removed at
  * run time as Linux hot-adds device memory. Each device page has a 16-byte
- * descriptor: its reference count, its state, and a back-pointer to the
- * page-state word of the managed page whose data it holds (the reverse map
- * eviction needs). Page numbers are section * 512 + index.
+ * descriptor: its reference count, its flags, and a back-pointer to the
+ * page-state word of the managed page whose data it holds (the reverse map,
+ * written by pstate.c only). A device page is named by a pfn unique in the
+ * mm (internal.h): the pagemap's slot and the page's index, section * 512 +
+ * page. A removed section stays allocated, marked, and its slot is reused by
+ * the next uhmm_pagemap_add_memory(), so indexes stay small and lookups,
+ * which take no lock, never see freed memory.
  *
  * Host storage: a software device keeps page contents in anonymous memory
- * uhmm maps for it, 2 MiB-aligned (so whole THPs move as one PMD) and
- * registered with the mm's userfaultfd (UFFDIO_MOVE needs its destination
- * registered with the same context). A page is "empty" when no PTE maps its
- * storage: moves land there. A freed page whose storage still holds data is
- * DIRTY and is scrubbed (MADV_DONTNEED: emptied, reads as zeros) when it is
- * next allocated, outside every lock, since the REMOVE event that madvise
- * raises waits for a service thread.
+ * uhmm maps for it, 2 MiB-aligned (whole THPs move as one PMD),
+ * MADV_DONTFORK, and registered with the mm's own userfaultfd
+ * (mm->uffd_own: UFFDIO_MOVE needs its destination registered) in
+ * write-protect mode, so that touching a hole of it is an ordinary kernel
+ * fault and it raises no events. A page is "empty" when no PTE maps its
+ * storage; moves land there. A page whose storage may hold data is DIRTY
+ * and is scrubbed (MADV_DONTNEED) before it is handed out again.
  *
  * Locking: pgmap->lock guards sections, free lists, descriptor flags and
- * stats; reference counts are atomics (get/put may race with each other);
- * the ps back-pointer is written under mm->lock by migration.
+ * counters; reference counts are atomics (get/put may race); the reverse
+ * map is written under mm->lock (pstate.c).
+ *
+ * Teardown reports, it never hangs: uhmm_pagemap_free() brings every page
+ * home, and returns -EBUSY, leaving the pagemap working, when a page could
+ * not come home or a reference taken with uhmm_page_get() remains.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
-#define SECTION_PAGES 512u
-#define MAX_SECTIONS 4096u
+#define SECTION_PAGES UHMM__SECTION_PAGES
+#define MAX_SECTIONS (UHMM__SECTION_DIR * UHMM__SECTION_LEAF)
 
-static struct uhmm__section *section_of(struct uhmm_pagemap *pg, uint64_t page)
+static struct uhmm__section *section_at(struct uhmm_pagemap *pg, uint64_t si)
 {
-	uint64_t s = page / SECTION_PAGES;
+	struct uhmm__section **leaf;
 
-	if (s >= pg->nsections || !pg->sections[s] || pg->sections[s]->removed)
+	if (si >= pg->nsections)
 		return NULL;
-	return pg->sections[s];
+	leaf = pg->dir[si / UHMM__SECTION_LEAF];
+	return leaf ? leaf[si % UHMM__SECTION_LEAF] : NULL;
 }
 
-struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t page)
+/* The live section holding @pfn, if @pfn is a page of @pg. */
+static struct uhmm__section *section_of(struct uhmm_pagemap *pg, uint64_t pfn)
 {
-	struct uhmm__section *s = section_of(pg, page);
+	struct uhmm__section *s;
 
-	return s ? &s->desc[page % SECTION_PAGES] : NULL;
+	if (uhmm__pfn_slot(pfn) != pg->slot)
+		return NULL;
+	s = section_at(pg, uhmm__pfn_index(pfn) / SECTION_PAGES);
+	return s && s->live ? s : NULL;
 }
 
-void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t page)
+struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn)
 {
-	struct uhmm__section *s = section_of(pg, page);
+	struct uhmm__section *s = section_of(pg, pfn);
+
+	return s ? &s->desc[uhmm__pfn_index(pfn) % SECTION_PAGES] : NULL;
+}
+
+void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__section *s = section_of(pg, pfn);
 
 	if (!s || !s->storage)
 		return NULL;
-	return s->storage + (page % SECTION_PAGES) * UHMM__PAGE_SIZE;
+	return s->storage + (uhmm__pfn_index(pfn) % SECTION_PAGES) * UHMM__PAGE_SIZE;
+}
+
+struct uhmm_pagemap *uhmm__pagemap_of(struct uhmm_mm *mm, uint64_t pfn)
+{
+	unsigned int slot = uhmm__pfn_slot(pfn);
+
+	return slot && slot <= UHMM__PFN_MAX_SLOT ? mm->pagemaps[slot] : NULL;
 }
 
 UHMM__EXPORT int uhmm_pagemap_new(struct uhmm_pagemap **ret, struct uhmm_mm *mm,
@@ -99,8 +127,11 @@ UHMM__EXPORT void *uhmm_pagemap_owner(const struct uhmm_pagemap *pg)
 	return pg->cfg.owner;
 }
 
+/* --- host storage ------------------------------------------------------------ */
+
 static int storage_new(struct uhmm_pagemap *pg, char **out)
 {
+	struct uhmm_mm *mm = pg->mm;
 	void *raw;
 	char *p;
 	uintptr_t a;
@@ -121,77 +152,186 @@ static int storage_new(struct uhmm_pagemap *pg, char **out)
 		uhmm__sys_munmap(p + UHMM__PMD_SIZE,
 				 (size_t)((char *)raw + 2 * UHMM__PMD_SIZE - (p + UHMM__PMD_SIZE)));
 	uhmm__sys_madvise(p, UHMM__PMD_SIZE, MADV_HUGEPAGE);
-	r = uhmm__uffd_register(pg->mm->uffd, (uintptr_t)p, UHMM__PMD_SIZE,
-				UFFDIO_REGISTER_MODE_MISSING, NULL);
-	if (r) {
-		uhmm__sys_munmap(p, UHMM__PMD_SIZE);
-		return r;
+	uhmm__sys_madvise(p, UHMM__PMD_SIZE, MADV_DONTFORK);
+	/*
+	 * Registered (a move destination) only where the kernel lets uhmm's
+	 * own memory register without taking over its faults; otherwise data
+	 * is copied into storage and only moved out of it.
+	 */
+	if (mm->uffd_own >= 0 && mm->own_wp) {
+		r = uhmm__uffd_register(mm->uffd_own, (uintptr_t)p, UHMM__PMD_SIZE,
+					UFFDIO_REGISTER_MODE_WP, NULL);
+		if (r) {
+			uhmm__sys_munmap(p, UHMM__PMD_SIZE);
+			return r == -EINVAL ? -ENOMEM : r;
+		}
 	}
 	*out = p;
 	return 0;
 }
 
-static void storage_free(struct uhmm_pagemap *pg, char *p)
+static void storage_free(char *p)
 {
-	/* Unregister first: an unmap of a registered range raises an event. */
-	uhmm__uffd_unregister(pg->mm->uffd, (uintptr_t)p, UHMM__PMD_SIZE);
+	/* Registered with uffd_own, which asked for no events: unmap raises none. */
 	uhmm__sys_munmap(p, UHMM__PMD_SIZE);
+}
+
+/* Empty [pfn, pfn+n) of their data: they read as zeros again. */
+static void scrub(struct uhmm_pagemap *pg, uint64_t pfn, size_t n)
+{
+	char *st = uhmm__dpage_storage(pg, pfn);
+
+	if (st) /* no events on uffd_own: a plain MADV_DONTNEED */
+		uhmm__sys_madvise(st, n * UHMM__PAGE_SIZE, MADV_DONTNEED);
+}
+
+bool uhmm__storage_backed(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	char *st = uhmm__dpage_storage(pg, pfn);
+	struct page_region r;
+	uintptr_t we;
+
+	return st && uhmm__pagemap_scan(pg->mm->pagemap_fd, (uintptr_t)st,
+					(uintptr_t)st + UHMM__PAGE_SIZE, &r, 1, 0, 0,
+					PAGE_IS_PRESENT | PAGE_IS_SWAPPED, PAGE_IS_PRESENT,
+					&we) > 0;
+}
+
+/* --- sections -------------------------------------------------------------- */
+
+static void section_reset(struct uhmm__section *s)
+{
+	for (unsigned int i = 0; i < SECTION_PAGES; i++) {
+		s->desc[i].flags = 0;
+		atomic_store(&s->desc[i].refs, 0);
+		s->desc[i].next_free = i + 1 < SECTION_PAGES ? i + 1 : UHMM__NO_PAGE;
+	}
+	s->free_head = 0;
+	s->nfree = SECTION_PAGES;
+}
+
+/* Slots for @n new sections: removed ones first, then fresh. Under lock. */
+static unsigned int free_slots(struct uhmm_pagemap *pg, unsigned int *slots, unsigned int n)
+{
+	unsigned int got = 0;
+
+	for (unsigned int i = 0; i < pg->nsections && got < n; i++)
+		if (!section_at(pg, i)->live)
+			slots[got++] = i;
+	for (unsigned int i = pg->nsections; got < n && i < MAX_SECTIONS; i++)
+		slots[got++] = i;
+	return got;
+}
+
+/* Make sure directory leaves exist for @slots. Under lock. 0 or -ENOMEM. */
+static int leaves_for(struct uhmm_pagemap *pg, const unsigned int *slots, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		struct uhmm__section ***leaf = &pg->dir[slots[i] / UHMM__SECTION_LEAF];
+
+		if (!*leaf && !(*leaf = uhmm__calloc(UHMM__SECTION_LEAF, sizeof(**leaf))))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * New sections for @n slots, all or nothing: storage and descriptors are
+ * made first, and published only when every one exists.
+ */
+static int sections_make(struct uhmm_pagemap *pg, struct uhmm__section **secs, unsigned int n)
+{
+	for (unsigned int k = 0; k < n; k++) {
+		int r = 0;
+
+		secs[k] = uhmm__calloc(1, sizeof(*secs[k]));
+		if (!secs[k])
+			r = -ENOMEM;
+		else if (pg->cfg.host_storage)
+			r = storage_new(pg, &secs[k]->storage);
+		if (r) {
+			for (unsigned int j = 0; j <= k; j++) {
+				if (secs[j] && secs[j]->storage)
+					storage_free(secs[j]->storage);
+				uhmm__free(secs[j]);
+			}
+			return r;
+		}
+		section_reset(secs[k]);
+	}
+	return 0;
 }
 
 UHMM__EXPORT int uhmm_pagemap_add_memory(struct uhmm_pagemap *pg, size_t bytes)
 {
 	size_t n = bytes / UHMM__PMD_SIZE;
+	struct uhmm__section **secs;
+	unsigned int *slots;
+	int r;
 
-	if (!pg || !bytes || bytes % UHMM__PMD_SIZE)
+	if (!pg || !bytes || bytes % UHMM__PMD_SIZE || n > MAX_SECTIONS)
 		return -EINVAL;
-	for (size_t k = 0; k < n; k++) {
-		struct uhmm__section *s = uhmm__calloc(1, sizeof(*s));
-		int r = s ? 0 : -ENOMEM;
+	secs = uhmm__calloc(n, sizeof(*secs));
+	slots = uhmm__calloc(n, sizeof(*slots));
+	r = secs && slots ? sections_make(pg, secs, (unsigned int)n) : -ENOMEM;
+	if (r)
+		goto out;
+	pthread_mutex_lock(&pg->lock);
+	if (free_slots(pg, slots, (unsigned int)n) < n)
+		r = -ENOSPC;
+	else
+		r = leaves_for(pg, slots, (unsigned int)n);
+	for (size_t k = 0; !r && k < n; k++) {
+		struct uhmm__section **slot = &pg->dir[slots[k] / UHMM__SECTION_LEAF]
+						      [slots[k] % UHMM__SECTION_LEAF];
 
-		if (!r && pg->cfg.host_storage)
-			r = storage_new(pg, &s->storage);
-		if (r) {
-			uhmm__free(s);
-			return r; /* sections added so far stay: the pool grew less */
+		if (*slot) {
+			/* A removed section: reuse its descriptors, take the new storage. */
+			(*slot)->storage = secs[k]->storage;
+			section_reset(*slot);
+			uhmm__free(secs[k]);
+		} else {
+			*slot = secs[k];
 		}
-		for (unsigned int i = 0; i < SECTION_PAGES; i++)
-			s->desc[i].next_free = i + 1 < SECTION_PAGES ? i + 1 : UHMM__NO_PAGE;
-		s->free_head = 0;
-		s->nfree = SECTION_PAGES;
-		pthread_mutex_lock(&pg->lock);
-		if (pg->nsections == MAX_SECTIONS) {
-			pthread_mutex_unlock(&pg->lock);
-			if (s->storage)
-				storage_free(pg, s->storage);
-			uhmm__free(s);
-			return -ENOSPC;
-		}
-		pg->sections[pg->nsections++] = s;
+		secs[k] = NULL;
+		(*slot)->live = true;
+		if (slots[k] >= pg->nsections)
+			pg->nsections = slots[k] + 1;
 		pg->pages_total += SECTION_PAGES;
-		pthread_mutex_unlock(&pg->lock);
 	}
-	return 0;
+	pthread_mutex_unlock(&pg->lock);
+	for (size_t k = 0; r && k < n; k++) {
+		if (secs[k] && secs[k]->storage)
+			storage_free(secs[k]->storage);
+		uhmm__free(secs[k]);
+	}
+out:
+	uhmm__free(secs);
+	uhmm__free(slots);
+	return r;
 }
 
-UHMM__EXPORT void uhmm_pagemap_fail_next(struct uhmm_pagemap *pg)
+/* --- allocation and references --------------------------------------------- */
+
+void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg)
 {
 	pthread_mutex_lock(&pg->lock);
 	pg->fail_next = true;
 	pthread_mutex_unlock(&pg->lock);
 }
 
-/* Empty a dirty page's storage, unlocked (see the file comment). */
-static void scrub(struct uhmm_pagemap *pg, uint64_t page, size_t n)
+static void take_page(struct uhmm__dpage *d, bool *dirty)
 {
-	char *st = uhmm__dpage_storage(pg, page);
-
-	if (st)
-		uhmm__zap_private(pg->mm, (uintptr_t)st, n * UHMM__PAGE_SIZE);
+	*dirty |= d->flags & UHMM__DPAGE_DIRTY;
+	d->flags = UHMM__DPAGE_ALLOCATED;
+	d->ps = NULL;
+	atomic_store(&d->refs, 1);
 }
 
 /* Take one page (n == 1) or a whole free section (n == 512). Under lock. */
-static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *page, bool *dirty)
+static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 {
+	*dirty = false;
 	if (pg->fail_next || uhmm__inject_fail()) {
 		pg->fail_next = false;
 		pg->alloc_failures++;
@@ -199,31 +339,23 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *page, bool *dirty)
 	}
 	for (unsigned int k = 0; k < pg->nsections; k++) {
 		unsigned int si = (pg->next_section + k) % pg->nsections;
-		struct uhmm__section *s = pg->sections[si];
+		struct uhmm__section *s = section_at(pg, si);
 
-		if (!s || s->removed || s->nfree < n)
+		if (!s || !s->live || s->nfree < n)
 			continue;
-		*dirty = false;
 		if (n == SECTION_PAGES) {
+			for (unsigned int i = 0; i < SECTION_PAGES; i++)
+				take_page(&s->desc[i], dirty);
 			s->nfree = 0;
 			s->free_head = UHMM__NO_PAGE;
-			*page = (uint64_t)si * SECTION_PAGES;
-			for (unsigned int i = 0; i < SECTION_PAGES; i++) {
-				*dirty |= s->desc[i].flags & UHMM__DPAGE_DIRTY;
-				s->desc[i].flags = UHMM__DPAGE_ALLOCATED;
-				s->desc[i].ps = NULL;
-				atomic_store(&s->desc[i].refs, 1);
-			}
+			*pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES);
 		} else {
 			uint64_t i = s->free_head;
 
 			s->free_head = s->desc[i].next_free;
 			s->nfree--;
-			*page = (uint64_t)si * SECTION_PAGES + i;
-			*dirty = s->desc[i].flags & UHMM__DPAGE_DIRTY;
-			s->desc[i].flags = UHMM__DPAGE_ALLOCATED;
-			s->desc[i].ps = NULL;
-			atomic_store(&s->desc[i].refs, 1);
+			take_page(&s->desc[i], dirty);
+			*pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES + i);
 		}
 		pg->next_section = si;
 		return 0;
@@ -232,40 +364,50 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *page, bool *dirty)
 	return -ENOMEM;
 }
 
-int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *page)
+int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
 {
 	bool dirty;
 	int r;
 
+	if (atomic_load(&pg->deferred))
+		uhmm__pagemap_reap(pg);
 	pthread_mutex_lock(&pg->lock);
-	r = take(pg, n, page, &dirty);
+	r = take(pg, n, pfn, &dirty);
 	pthread_mutex_unlock(&pg->lock);
 	if (!r && dirty)
-		scrub(pg, *page, n);
-	if (!r && !pg->cfg.host_storage && pg->cfg.ops->copy_to_device) {
+		scrub(pg, *pfn, n);
+	if (!r && !pg->cfg.host_storage) {
 		/* Device memory: zero it through the device. */
 		for (size_t i = 0; i < n && !r; i++) {
 			const void *z = uhmm__zero_page;
-			uint64_t p = *page + i;
+			uint64_t p = *pfn + i;
 
 			r = pg->cfg.ops->copy_to_device(pg, &p, &z, 1);
 		}
 		if (r) {
 			for (size_t i = 0; i < n; i++)
-				uhmm_page_put(pg, *page + i);
+				uhmm_page_put(pg, *pfn + i);
+			r = -ENOMEM;
 		}
 	}
 	return r;
 }
 
-UHMM__EXPORT int uhmm_pagemap_alloc_page(struct uhmm_pagemap *pg, uint64_t *page)
+UHMM__EXPORT int uhmm_pagemap_alloc_page(struct uhmm_pagemap *pg, uint64_t *pfn)
 {
-	if (!pg || !page)
+	if (!pg || !pfn)
 		return -EINVAL;
-	return uhmm__pagemap_alloc(pg, 1, page);
+	return uhmm__pagemap_alloc(pg, 1, pfn);
 }
 
-UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t page)
+UHMM__EXPORT int uhmm_pagemap_alloc_unit(struct uhmm_pagemap *pg, uint64_t *pfn)
+{
+	if (!pg || !pfn)
+		return -EINVAL;
+	return uhmm__pagemap_alloc(pg, UHMM__SECTION_PAGES, pfn);
+}
+
+UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t pfn)
 {
 	struct uhmm__dpage *d;
 	int r = -EINVAL;
@@ -273,7 +415,7 @@ UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t page)
 	if (!pg)
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
-	d = uhmm__dpage(pg, page);
+	d = uhmm__dpage(pg, pfn);
 	if (d && (d->flags & UHMM__DPAGE_ALLOCATED) && atomic_load(&d->refs) > 0) {
 		atomic_fetch_add(&d->refs, 1);
 		r = 0;
@@ -282,30 +424,37 @@ UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t page)
 	return r;
 }
 
-UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
+/* The last reference went: back on the free list. Under lock. */
+static void page_release(struct uhmm_pagemap *pg, struct uhmm__dpage *d, uint64_t pfn)
 {
-	struct uhmm__dpage *d;
+	struct uhmm__section *s = section_of(pg, pfn);
+
+	/* Storage that may still hold data (DIRTY) is scrubbed before reuse. */
+	d->flags &= UHMM__DPAGE_DIRTY;
+	d->next_free = s->free_head;
+	s->free_head = uhmm__pfn_index(pfn) % SECTION_PAGES;
+	s->nfree++;
+}
+
+UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t pfn)
+{
 	void (*page_free)(struct uhmm_pagemap *, uint64_t) = NULL;
+	struct uhmm__dpage *d;
 
 	if (!pg)
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
-	d = uhmm__dpage(pg, page);
+	d = uhmm__dpage(pg, pfn);
 	if (!d || !(d->flags & UHMM__DPAGE_ALLOCATED) || atomic_load(&d->refs) == 0) {
 		pthread_mutex_unlock(&pg->lock);
 		return -EINVAL; /* foreign, free, or a double put: nothing changes */
 	}
 	if (atomic_fetch_sub(&d->refs, 1) == 1) {
-		struct uhmm__section *s = section_of(pg, page);
-
-		/* Storage that may still hold data (DIRTY) is scrubbed before reuse. */
-		d->flags &= UHMM__DPAGE_DIRTY;
-		d->next_free = s->free_head;
-		s->free_head = page % SECTION_PAGES;
-		s->nfree++;
+		uhmm__assert(!d->ps); /* a page holding data is never freed */
+		page_release(pg, d, pfn);
 		if (pg->cfg.ops && pg->cfg.ops->page_free) {
 			page_free = pg->cfg.ops->page_free;
-			pg->callbacks++; /* teardown waits for it (uhmm_pagemap_free) */
+			pg->callbacks++; /* teardown waits for it */
 		}
 	}
 	if (!page_free)
@@ -313,7 +462,7 @@ UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
 	pthread_mutex_unlock(&pg->lock);
 	if (page_free) {
 		/* Outside the lock: the callback may allocate from this pagemap. */
-		page_free(pg, page);
+		page_free(pg, pfn);
 		pthread_mutex_lock(&pg->lock);
 		pg->callbacks--;
 		pthread_cond_broadcast(&pg->cond);
@@ -322,170 +471,33 @@ UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t page)
 	return 0;
 }
 
-UHMM__EXPORT void *uhmm_pagemap_page_addr(struct uhmm_pagemap *pg, uint64_t page)
-{
-	void *p;
+/* --- destinations ------------------------------------------------------------ */
 
-	if (!pg)
-		return NULL;
+int uhmm__dpage_claim(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__dpage *d;
+	int r = -EINVAL;
+
 	pthread_mutex_lock(&pg->lock);
-	p = uhmm__dpage_storage(pg, page);
-	pthread_mutex_unlock(&pg->lock);
-	return p;
-}
-
-/* Pages of section @si that hold data for the mm (to bring home). */
-static size_t section_in_use(struct uhmm_pagemap *pg, unsigned int si)
-{
-	struct uhmm__section *s = pg->sections[si];
-
-	return SECTION_PAGES - s->nfree;
-}
-
-UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned int section,
-					    unsigned int flags)
-{
-	struct uhmm__section *s;
-
-	if (!pg || (flags & ~UHMM_PAGEMAP_EVICT))
-		return -EINVAL;
-	pthread_mutex_lock(&pg->lock);
-	if (section >= pg->nsections || !pg->sections[section] || pg->sections[section]->removed) {
-		pthread_mutex_unlock(&pg->lock);
-		return -EINVAL;
-	}
-	if (section_in_use(pg, section) && !(flags & UHMM_PAGEMAP_EVICT)) {
-		pthread_mutex_unlock(&pg->lock);
-		return -EBUSY;
+	d = uhmm__dpage(pg, pfn);
+	if (d && (d->flags & UHMM__DPAGE_ALLOCATED) && atomic_load(&d->refs) > 0 && !d->ps &&
+	    !(d->flags & UHMM__DPAGE_CLAIMED)) {
+		d->flags |= UHMM__DPAGE_CLAIMED;
+		r = 0;
 	}
 	pthread_mutex_unlock(&pg->lock);
-	if (flags & UHMM_PAGEMAP_EVICT)
-		uhmm__pagemap_evict(pg, (uint64_t)section * SECTION_PAGES, SECTION_PAGES);
+	return r;
+}
+
+void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__dpage *d;
+
 	pthread_mutex_lock(&pg->lock);
-	if (section_in_use(pg, section)) {
-		pthread_mutex_unlock(&pg->lock);
-		return -EBUSY; /* referenced from outside, or could not come home */
-	}
-	s = pg->sections[section];
-	s->removed = true;
-	pg->pages_total -= SECTION_PAGES;
+	d = uhmm__dpage(pg, pfn);
+	if (d)
+		d->flags &= ~UHMM__DPAGE_CLAIMED;
 	pthread_mutex_unlock(&pg->lock);
-	if (s->storage)
-		storage_free(pg, s->storage);
-	s->storage = NULL;
-	return 0;
-}
-
-UHMM__EXPORT void uhmm_pagemap_stats(struct uhmm_pagemap *pg, struct uhmm_pagemap_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&pg->lock);
-	out->pages_total = pg->pages_total;
-	for (unsigned int i = 0; i < pg->nsections; i++)
-		if (pg->sections[i] && !pg->sections[i]->removed)
-			out->pages_free += pg->sections[i]->nfree;
-	out->migrated_to = pg->migrated_to;
-	out->migrated_from = pg->migrated_from;
-	out->faults = pg->faults;
-	out->alloc_failures = pg->alloc_failures;
-	/* Descriptors (16 B/page) and section headers; the pagemap itself aside. */
-	for (unsigned int i = 0; i < pg->nsections; i++)
-		if (pg->sections[i])
-			out->metadata_bytes += sizeof(struct uhmm__section);
-	pthread_mutex_unlock(&pg->lock);
-}
-
-UHMM__EXPORT void uhmm_pagemap_free(struct uhmm_pagemap *pg)
-{
-	if (!pg)
-		return;
-	/* Nothing is lost: every page holding data for the mm comes home. */
-	uhmm__pagemap_evict(pg, 0, (uint64_t)pg->nsections * SECTION_PAGES);
-	pthread_mutex_lock(&pg->lock);
-	for (;;) {
-		bool busy = false;
-
-		for (unsigned int i = 0; i < pg->nsections; i++)
-			if (pg->sections[i] && !pg->sections[i]->removed && section_in_use(pg, i))
-				busy = true;
-		if (!busy && !pg->callbacks)
-			break;
-		/* Outside references (uhmm_page_get) hold it: wait for their put. */
-		pthread_cond_wait(&pg->cond, &pg->lock);
-	}
-	pthread_mutex_unlock(&pg->lock);
-	uhmm__pagemap_detach(pg->mm, pg);
-	/* No new fault-back can find it now; wait for those under way. */
-	pthread_mutex_lock(&pg->lock);
-	while (pg->users)
-		pthread_cond_wait(&pg->cond, &pg->lock);
-	pthread_mutex_unlock(&pg->lock);
-	for (unsigned int i = 0; i < pg->nsections; i++) {
-		if (pg->sections[i] && pg->sections[i]->storage)
-			storage_free(pg, pg->sections[i]->storage);
-		uhmm__free(pg->sections[i]);
-	}
-	pthread_mutex_destroy(&pg->lock);
-	pthread_cond_destroy(&pg->cond);
-	uhmm__free(pg);
-}
-
-UHMM__EXPORT unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pg)
-{
-	unsigned long left = 0;
-
-	if (!pg)
-		return 0;
-	uhmm__pagemap_evict(pg, 0, (uint64_t)pg->nsections * SECTION_PAGES);
-	pthread_mutex_lock(&pg->lock);
-	for (unsigned int i = 0; i < pg->nsections; i++) {
-		struct uhmm__section *s = pg->sections[i];
-
-		if (!s || s->removed)
-			continue;
-		for (unsigned int k = 0; k < SECTION_PAGES; k++)
-			left += (s->desc[k].flags & UHMM__DPAGE_ALLOCATED) && s->desc[k].ps;
-	}
-	pthread_mutex_unlock(&pg->lock);
-	return left;
-}
-
-/* Is the storage page at @st mapped (or swapped): can memcpy touch it? */
-static bool storage_backed(struct uhmm_pagemap *pg, char *st)
-{
-	struct page_region r;
-	uintptr_t we;
-
-	return uhmm__pagemap_scan(pg->mm->pagemap_fd, (uintptr_t)st, (uintptr_t)st + UHMM__PAGE_SIZE,
-				  &r, 1, 0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-				  PAGE_IS_PRESENT, &we) > 0;
-}
-
-UHMM__EXPORT int uhmm_pagemap_read(struct uhmm_pagemap *pg, uint64_t page, void *buf)
-{
-	char *st = pg ? uhmm_pagemap_page_addr(pg, page) : NULL;
-
-	if (!st)
-		return -EINVAL;
-	if (storage_backed(pg, st))
-		memcpy(buf, st, UHMM__PAGE_SIZE);
-	else
-		memset(buf, 0, UHMM__PAGE_SIZE); /* empty: the device page holds zeros */
-	return 0;
-}
-
-UHMM__EXPORT int uhmm_pagemap_write(struct uhmm_pagemap *pg, uint64_t page, const void *buf)
-{
-	char *st = pg ? uhmm_pagemap_page_addr(pg, page) : NULL;
-
-	if (!st)
-		return -EINVAL;
-	uhmm__dpage_mark(pg, page, 1, true);
-	if (!storage_backed(pg, st) &&
-	    uhmm__uffd_copy(pg->mm->uffd, (uintptr_t)st, buf, UHMM__PAGE_SIZE, 0, NULL) == 0)
-		return 0; /* filled in place, no fault */
-	memcpy(st, buf, UHMM__PAGE_SIZE);
-	return 0;
 }
 
 void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty)
@@ -502,4 +514,253 @@ void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool di
 			d->flags &= ~UHMM__DPAGE_DIRTY;
 	}
 	pthread_mutex_unlock(&pg->lock);
+}
+
+/* --- put lists ---------------------------------------------------------------- */
+
+void uhmm__put_list_add(struct uhmm__put_list *l, struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	if (!pg)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		void *v = uhmm__realloc(l->v, cap * sizeof(*l->v));
+
+		if (!v) {
+			/* Owed, on the descriptor: the pagemap reaps it later. */
+			struct uhmm__dpage *d;
+
+			pthread_mutex_lock(&pg->lock);
+			d = uhmm__dpage(pg, pfn);
+			if (d && !(d->flags & UHMM__DPAGE_DEFERRED)) {
+				d->flags |= UHMM__DPAGE_DEFERRED;
+				atomic_fetch_add(&pg->deferred, 1);
+			}
+			pthread_mutex_unlock(&pg->lock);
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].pg = pg;
+	l->v[l->n].pfn = pfn;
+	l->n++;
+}
+
+void uhmm__put_list(struct uhmm__put_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		uhmm_page_put(l->v[i].pg, l->v[i].pfn);
+	uhmm__free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+void uhmm__pagemap_reap(struct uhmm_pagemap *pg)
+{
+	while (atomic_load(&pg->deferred)) {
+		uint64_t pfn = 0;
+		bool found = false;
+
+		pthread_mutex_lock(&pg->lock);
+		for (unsigned int si = 0; si < pg->nsections && !found; si++) {
+			struct uhmm__section *s = section_at(pg, si);
+
+			for (unsigned int i = 0; s && s->live && i < SECTION_PAGES && !found; i++) {
+				if (s->desc[i].flags & UHMM__DPAGE_DEFERRED) {
+					s->desc[i].flags &= ~UHMM__DPAGE_DEFERRED;
+					pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES + i);
+					found = true;
+				}
+			}
+		}
+		if (found)
+			atomic_fetch_sub(&pg->deferred, 1);
+		else
+			atomic_store(&pg->deferred, 0);
+		pthread_mutex_unlock(&pg->lock);
+		if (found)
+			uhmm_page_put(pg, pfn);
+	}
+}
+
+/* --- the device's access to its own memory ---------------------------------- */
+
+UHMM__EXPORT void *uhmm_pagemap_page_addr(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	void *p;
+
+	if (!pg)
+		return NULL;
+	pthread_mutex_lock(&pg->lock);
+	p = uhmm__dpage_storage(pg, pfn);
+	pthread_mutex_unlock(&pg->lock);
+	return p;
+}
+
+UHMM__EXPORT int uhmm_pagemap_read(struct uhmm_pagemap *pg, uint64_t pfn, void *buf)
+{
+	char *st = pg ? uhmm_pagemap_page_addr(pg, pfn) : NULL;
+
+	if (!st)
+		return -EINVAL;
+	if (uhmm__storage_backed(pg, pfn))
+		memcpy(buf, st, UHMM__PAGE_SIZE);
+	else
+		memset(buf, 0, UHMM__PAGE_SIZE); /* empty: the device page holds zeros */
+	return 0;
+}
+
+UHMM__EXPORT int uhmm_pagemap_write(struct uhmm_pagemap *pg, uint64_t pfn, const void *buf)
+{
+	char *st = pg ? uhmm_pagemap_page_addr(pg, pfn) : NULL;
+
+	if (!st)
+		return -EINVAL;
+	uhmm__dpage_mark(pg, pfn, 1, true);
+	memcpy(st, buf, UHMM__PAGE_SIZE); /* a hole takes an ordinary kernel fault */
+	return 0;
+}
+
+/* --- removal, statistics, teardown ------------------------------------------- */
+
+/* Pages of section @si in use (allocated). Under lock. */
+static size_t section_in_use(struct uhmm_pagemap *pg, unsigned int si)
+{
+	return SECTION_PAGES - section_at(pg, si)->nfree;
+}
+
+UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned int section,
+					    unsigned int flags)
+{
+	struct uhmm__section *s;
+	char *storage;
+
+	if (!pg || (flags & ~UHMM_PAGEMAP_EVICT))
+		return -EINVAL;
+	pthread_mutex_lock(&pg->lock);
+	s = section_at(pg, section);
+	if (!s || !s->live) {
+		pthread_mutex_unlock(&pg->lock);
+		return -EINVAL;
+	}
+	if (section_in_use(pg, section) && !(flags & UHMM_PAGEMAP_EVICT)) {
+		pthread_mutex_unlock(&pg->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&pg->lock);
+	if (flags & UHMM_PAGEMAP_EVICT)
+		uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, (uint64_t)section * SECTION_PAGES),
+				    SECTION_PAGES);
+	pthread_mutex_lock(&pg->lock);
+	if (section_in_use(pg, section)) {
+		pthread_mutex_unlock(&pg->lock);
+		return -EBUSY; /* referenced from outside, or could not come home */
+	}
+	s->live = false;
+	storage = s->storage;
+	s->storage = NULL;
+	pg->pages_total -= SECTION_PAGES;
+	pthread_mutex_unlock(&pg->lock);
+	if (storage)
+		storage_free(storage);
+	return 0;
+}
+
+UHMM__EXPORT void uhmm_pagemap_stats(struct uhmm_pagemap *pg, struct uhmm_pagemap_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (atomic_load(&pg->deferred))
+		uhmm__pagemap_reap(pg);
+	pthread_mutex_lock(&pg->lock);
+	out->pages_total = pg->pages_total;
+	for (unsigned int i = 0; i < pg->nsections; i++) {
+		struct uhmm__section *s = section_at(pg, i);
+
+		if (s && s->live)
+			out->pages_free += s->nfree;
+		if (s)
+			out->metadata_bytes += sizeof(*s);
+	}
+	out->migrated_to = pg->migrated_to;
+	out->migrated_from = pg->migrated_from;
+	out->faults = pg->faults;
+	out->alloc_failures = pg->alloc_failures;
+	pthread_mutex_unlock(&pg->lock);
+}
+
+/* Pages holding data for the mm, and pages allocated at all. */
+static void usage(struct uhmm_pagemap *pg, uint64_t *holding, uint64_t *allocated)
+{
+	*holding = *allocated = 0;
+	uhmm__lock(&pg->mm->lock);
+	pthread_mutex_lock(&pg->lock);
+	for (unsigned int si = 0; si < pg->nsections; si++) {
+		struct uhmm__section *s = section_at(pg, si);
+
+		for (unsigned int k = 0; s && s->live && k < SECTION_PAGES; k++) {
+			*allocated += !!(s->desc[k].flags & UHMM__DPAGE_ALLOCATED);
+			*holding += (s->desc[k].flags & UHMM__DPAGE_ALLOCATED) && s->desc[k].ps;
+		}
+	}
+	pthread_mutex_unlock(&pg->lock);
+	uhmm__unlock(&pg->mm->lock);
+}
+
+static void release_memory(struct uhmm_pagemap *pg)
+{
+	for (unsigned int i = 0; i < pg->nsections; i++) {
+		struct uhmm__section *s = section_at(pg, i);
+
+		if (s && s->storage)
+			storage_free(s->storage);
+		uhmm__free(s);
+	}
+	for (unsigned int i = 0; i < UHMM__SECTION_DIR; i++)
+		uhmm__free(pg->dir[i]);
+	pthread_mutex_destroy(&pg->lock);
+	pthread_cond_destroy(&pg->cond);
+	uhmm__free(pg);
+}
+
+UHMM__EXPORT int uhmm_pagemap_free(struct uhmm_pagemap *pg)
+{
+	uint64_t holding, allocated;
+
+	if (!pg)
+		return 0;
+	if (!uhmm__mm_live(pg->mm) || pg->mm->pid != getpid()) {
+		/* A fork child's copy: nothing to bring home, only memory to let go. */
+		release_memory(pg);
+		return 0;
+	}
+	/* Nothing is lost: every page holding data for the mm comes home. */
+	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)pg->nsections * SECTION_PAGES);
+	uhmm__pagemap_reap(pg);
+	pthread_mutex_lock(&pg->lock);
+	while (pg->callbacks) /* page_free calls still running: they end */
+		pthread_cond_wait(&pg->cond, &pg->lock);
+	pthread_mutex_unlock(&pg->lock);
+	usage(pg, &holding, &allocated);
+	if (holding || allocated)
+		return -EBUSY; /* could not come home, or referenced from outside */
+	uhmm__pagemap_detach(pg->mm, pg);
+	/* No new fault-back can find it now; wait for those under way. */
+	pthread_mutex_lock(&pg->lock);
+	while (pg->users)
+		pthread_cond_wait(&pg->cond, &pg->lock);
+	pthread_mutex_unlock(&pg->lock);
+	release_memory(pg);
+	return 0;
+}
+
+UHMM__EXPORT unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pg)
+{
+	uint64_t holding, allocated;
+
+	if (!pg)
+		return 0;
+	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)pg->nsections * SECTION_PAGES);
+	usage(pg, &holding, &allocated);
+	return holding;
 }

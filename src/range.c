@@ -104,6 +104,14 @@ static int scan(struct uhmm_mm *mm, uintptr_t s, uintptr_t e, uint8_t *cat)
  * Fill the missing pages of [s, e) in a registered area, or hand pages a
  * device holds to the fault service. Under mm->lock for the state check.
  */
+/* Is the page at @addr (in @a) ordinary memory nobody holds? Under mm->lock. */
+static bool plain(struct uhmm_mm *mm, uintptr_t addr)
+{
+	struct uhmm__ps *p = uhmm__ps_lookup(mm, addr, NULL);
+
+	return p && uhmm__ps_plain(uhmm__ps_load(p));
+}
+
 static int fill_missing(struct uhmm_mm *mm, uintptr_t s, uintptr_t e)
 {
 	int r = 0, stalls = 0;
@@ -112,20 +120,20 @@ static int fill_missing(struct uhmm_mm *mm, uintptr_t s, uintptr_t e)
 		struct uhmm__area *a;
 		uintptr_t run = s;
 
-		pthread_mutex_lock(&mm->lock);
+		uhmm__lock(&mm->lock);
 		a = uhmm__area_find(&mm->areas, s);
 		if (!a || !a->registered) {
-			pthread_mutex_unlock(&mm->lock);
+			uhmm__unlock(&mm->lock);
 			return 1; /* not ours to fill: populate instead */
 		}
 		/* The run of pages no device holds and nobody is migrating. */
-		while (run < e && run < a->end && !*uhmm__area_ps(a, run))
+		while (run < e && run < a->end && plain(mm, run))
 			run += UHMM__PAGE_SIZE;
 		if (run > s) {
 			size_t done = 0;
 
 			r = uhmm__uffd_zeropage(mm->uffd, s, run - s, 0, &done);
-			pthread_mutex_unlock(&mm->lock);
+			uhmm__unlock(&mm->lock);
 			if (r == -EEXIST) {
 				/* The page at s + done is present (zero page, or raced in). */
 				done += UHMM__PAGE_SIZE;
@@ -139,15 +147,17 @@ static int fill_missing(struct uhmm_mm *mm, uintptr_t s, uintptr_t e)
 			s += done;
 			continue;
 		}
-		pthread_mutex_unlock(&mm->lock);
+		uhmm__unlock(&mm->lock);
 		/*
 		 * A device holds it, or it is migrating: the fault path brings it
 		 * home, waiting for a migration under way (as a faulting thread
 		 * does in signal mode: this is a caller's thread, not a service one).
 		 */
 		r = uhmm__fault_resolve(mm, s, false, true);
-		if (r == -EAGAIN)
+		if (r == -EAGAIN || r == -ENOMEM)
 			r = 0; /* transient: the next round sees it */
+		else if (r)
+			r = -EFAULT; /* the device cannot give it back: it cannot be read */
 		s += UHMM__PAGE_SIZE;
 	}
 	return r;
@@ -171,10 +181,23 @@ static bool unmet(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr, unsi
 		return (req & UHMM_PFN_REQ_WRITE) && (c & (C_ZERO | C_WP));
 	if (!r->dev_private_owner)
 		return true;
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	own = device_entry(mm, r, addr) != 0;
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
 	return !own;
+}
+
+/* Is @addr in a managed area registered with the mm's userfaultfd? */
+static bool ret_managed(struct uhmm_mm *mm, uintptr_t addr)
+{
+	struct uhmm__area *a;
+	bool r;
+
+	uhmm__lock(&mm->lock);
+	a = uhmm__area_find(&mm->areas, addr);
+	r = a && a->registered;
+	uhmm__unlock(&mm->lock);
+	return r;
 }
 
 /* Fault in what [s, e) requests and lacks. cat[] is the snapshot of [s, e). */
@@ -212,6 +235,14 @@ static int fault_in(struct uhmm_mm *mm, struct uhmm_range *r, const struct uhmm_
 						write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
 			if (ret == -EINVAL && !vma->write)
 				return -EPERM;
+			/*
+			 * -EFAULT on memory uhmm fills: a page went off the CPU
+			 * again (a migration took it) where faults fail inside
+			 * the kernel (signal mode, user-mode-only): transient,
+			 * the next round sees it.
+			 */
+			if (ret == -EFAULT && ret_managed(mm, a))
+				ret = 0;
 			if (ret)
 				return ret == -ENOMEM ? -EFAULT : ret;
 		}
@@ -230,19 +261,42 @@ static unsigned int vma_order(const struct uhmm__vma *vma, uint8_t c)
 /* Device pages: the owner of a device-resident page, under mm->lock. */
 static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr)
 {
-	struct uhmm__area *a = uhmm__area_find(&mm->areas, addr);
-	uint64_t ps;
+	struct uhmm__area *a;
+	struct uhmm__ps *p;
+	struct uhmm__ps v;
 
-	if (!r->dev_private_owner || !a)
+	if (!r->dev_private_owner || !(p = uhmm__ps_lookup(mm, addr, &a)))
 		return 0;
-	ps = *uhmm__area_ps(a, addr);
+	v = uhmm__ps_load(p);
 	/* Being migrated: like a migration entry, not present (its data is moving). */
-	if ((ps & UHMM__PS_RES_MASK) != UHMM__PS_RES_DEVICE || (ps & UHMM__PS_MIGRATING) ||
-	    uhmm__pagemap_owner(mm, uhmm__ps_slot(ps)) != r->dev_private_owner)
+	if (!uhmm__ps_on_device(v) ||
+	    uhmm__pagemap_owner(mm, uhmm__pfn_slot(uhmm__ps_pfn(v))) != r->dev_private_owner)
 		return 0;
 	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE | (a->writable ? UHMM_PFN_WRITE : 0) |
-	       ((ps & UHMM__PS_COMPOUND) ? 9UL << UHMM_PFN_ORDER_SHIFT : 0) |
-	       (uhmm__ps_index(ps) & UHMM_PFN_FRAME_MASK);
+	       (uhmm__ps_pfn(v) & UHMM_PFN_FRAME_MASK);
+}
+
+/*
+ * A 2 MiB-aligned unit of the range whose 512 entries are device pages of
+ * one section, in order, is mapped by the device as one unit (order 9), as
+ * the kernel reports a device-private THP.
+ */
+static void device_orders(unsigned long *out, uintptr_t s, size_t n)
+{
+	size_t k = ((UHMM__PMD_SIZE - (s & (UHMM__PMD_SIZE - 1))) & (UHMM__PMD_SIZE - 1)) >>
+		   UHMM__PAGE_SHIFT;
+
+	for (; k + UHMM__PMD_PAGES <= n; k += UHMM__PMD_PAGES) {
+		unsigned long f = uhmm_pfn_frame(out[k]);
+		bool unit = (out[k] & UHMM_PFN_DEVICE_PRIVATE) && f % UHMM__SECTION_PAGES == 0;
+
+		for (size_t j = 1; unit && j < UHMM__PMD_PAGES; j++)
+			unit = (out[k + j] & UHMM_PFN_DEVICE_PRIVATE) &&
+			       uhmm_pfn_frame(out[k + j]) == f + j &&
+			       (out[k + j] & UHMM_PFN_WRITE) == (out[k] & UHMM_PFN_WRITE);
+		for (size_t j = 0; unit && j < UHMM__PMD_PAGES; j++)
+			out[k + j] |= 9UL << UHMM_PFN_ORDER_SHIFT;
+	}
 }
 
 static void fill_entries(struct uhmm_mm *mm, struct uhmm_range *r, const struct uhmm__vma *vma,
@@ -269,11 +323,12 @@ static void fill_entries(struct uhmm_mm *mm, struct uhmm_range *r, const struct 
 	/* Not in the CPU page table: a device of dev_private_owner may hold it. */
 	if (!r->dev_private_owner)
 		return;
-	pthread_mutex_lock(&mm->lock);
+	uhmm__lock(&mm->lock);
 	for (size_t k = 0; k < n; k++)
 		if (!(cat[k] & C_PRESENT))
 			out[k] = device_entry(mm, r, s + (k << UHMM__PAGE_SHIFT));
-	pthread_mutex_unlock(&mm->lock);
+	uhmm__unlock(&mm->lock);
+	device_orders(out, s, n);
 }
 
 #define WINDOW_PAGES 65536 /* 256 MiB of entries per scan buffer */

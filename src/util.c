@@ -15,7 +15,7 @@
  */
 static atomic_long inject_countdown;
 
-UHMM__EXPORT void uhmm__inject_after(long n)
+void uhmm__inject_after(long n)
 {
 	atomic_store_explicit(&inject_countdown, n, memory_order_relaxed);
 }

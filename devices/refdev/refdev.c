@@ -10,6 +10,10 @@
  *  - its invalidate callback clears entries under the same lock, for every
  *    event (its own migrations too: it re-maps what it migrated itself);
  *  - its memory: a host-storage pagemap, so migrations are UFFDIO_MOVEs;
+ *  - its migrations follow the kernel's device contract: it allocates its
+ *    own pages (a whole 2 MiB unit where the run allows; the one-shot
+ *    FAIL_ALLOC flag fails its next allocation, as dmirror's does), fills
+ *    dst, and lets uhmm_migrate_copy() move the data;
  *  - its access to system memory: by virtual address, through
  *    process_vm_readv/writev, so a page that vanishes under it is an error
  *    the device sees (it re-faults), never a crash of the process.
@@ -20,6 +24,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +55,8 @@ struct uhmm_refdev {
 	pthread_mutex_t lock;			/* the table */
 	struct pte *buckets[NBUCKETS];
 	size_t nptes;
-	char owner_tag; /* &owner_tag is the device's owner identity */
+	atomic_bool fail_alloc; /* FLAGS FAIL_ALLOC: the next allocation fails */
+	char owner_tag;		/* &owner_tag is the device's owner identity */
 };
 
 /* --- the page table ------------------------------------------------------ */
@@ -283,6 +289,45 @@ static int do_access(struct uhmm_refdev *d, struct uhmm_refdev_cmd *c, bool writ
 
 /* --- migration ----------------------------------------------------------- */
 
+/* The device's allocator: one page, or a 2 MiB unit (@unit). */
+static int devmem_alloc(struct uhmm_refdev *d, bool unit, uint64_t *pfn)
+{
+	if (atomic_exchange(&d->fail_alloc, false))
+		return -ENOMEM; /* FAIL_ALLOC: this one fails, once */
+	return unit ? uhmm_pagemap_alloc_unit(d->pgmap, pfn) : uhmm_pagemap_alloc_page(d->pgmap, pfn);
+}
+
+/*
+ * dmirror_migrate_alloc_and_copy: a destination for every selected page,
+ * a whole unit for a 2 MiB-aligned run (the source says COMPOUND), single
+ * pages otherwise or when the unit cannot be had; a page the device cannot
+ * allocate stays home. uhmm moves the data (host storage: no copy).
+ */
+static void alloc_and_copy(struct uhmm_refdev *d, struct uhmm_migrate *m)
+{
+	for (unsigned long i = 0; i < m->npages; i++) {
+		unsigned long w;
+		uint64_t pfn;
+
+		if (!(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE))
+			continue;
+		if ((m->src[i] & UHMM_MIGRATE_PFN_COMPOUND) && i + 512 <= m->npages &&
+		    devmem_alloc(d, true, &pfn) == 0) {
+			for (unsigned long k = 0; k < 512; k++)
+				m->dst[i + k] = uhmm_migrate_pfn_device(pfn + k) |
+						(m->src[i + k] & UHMM_MIGRATE_PFN_WRITE);
+			m->dst[i] |= UHMM_MIGRATE_PFN_COMPOUND;
+			i += 511;
+			continue;
+		}
+		if (devmem_alloc(d, false, &pfn))
+			continue;
+		w = m->src[i] & UHMM_MIGRATE_PFN_WRITE;
+		m->dst[i] = uhmm_migrate_pfn_device(pfn) | w;
+	}
+	uhmm_migrate_copy(m);
+}
+
 /* Migrate [s, e) (one mapping) to the device and map what moved. */
 static int migrate_chunk(struct uhmm_refdev *d, uintptr_t s, uintptr_t e)
 {
@@ -304,7 +349,7 @@ static int migrate_chunk(struct uhmm_refdev *d, uintptr_t s, uintptr_t e)
 	if (r)
 		goto out;
 	if (m.cpages)
-		uhmm_migrate_alloc_and_copy(&m, d->pgmap);
+		alloc_and_copy(d, &m);
 	uhmm_migrate_pages(&m);
 	uhmm_migrate_finalize(&m);
 out:
@@ -521,7 +566,16 @@ UHMM__PUBLIC_REFDEV void uhmm_refdev_free(struct uhmm_refdev *d)
 	if (!d)
 		return;
 	uhmm_interval_notifier_remove(&d->notifier);
-	uhmm_pagemap_free(d->pgmap); /* brings every page home first */
+	/*
+	 * Brings every page home first. Nobody but the device holds its pages,
+	 * so -EBUSY means pages were in flight (a migration of another thread
+	 * ending): try again.
+	 */
+	for (int tries = 0; uhmm_pagemap_free(d->pgmap); tries++) {
+		if (tries == 1000)
+			abort(); /* cannot happen: a page the device cannot give back */
+		usleep(1000);
+	}
 	pt_clear(d, 0, UINTPTR_MAX);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -532,9 +586,41 @@ UHMM__PUBLIC_REFDEV void *uhmm_refdev_owner(struct uhmm_refdev *d)
 	return &d->owner_tag;
 }
 
+/*
+ * The caller's buffer: mapped, and writable where the device writes it
+ * (dmirror's copy_to_user/copy_from_user answer -EFAULT otherwise).
+ */
+static bool user_buf_ok(struct uhmm_refdev *d, uint64_t ptr, size_t len, bool write)
+{
+	uintptr_t p = (uintptr_t)ptr, e = p + len;
+
+	if (!ptr || e < p)
+		return false;
+	while (p < e) {
+		uintptr_t ms, me;
+		int prot;
+
+		if (uhmm_mapping_find(d->mm, p, &ms, &me, &prot) || ms > p ||
+		    !(prot & PROT_READ) || (write && !(prot & PROT_WRITE)))
+			return false;
+		p = me;
+	}
+	return true;
+}
+
+/* Which commands use the buffer, and whether the device writes it. */
+static bool uses_buf(enum uhmm_refdev_op op, bool *write)
+{
+	*write = op != UHMM_REFDEV_WRITE;
+	return op == UHMM_REFDEV_READ || op == UHMM_REFDEV_WRITE ||
+	       op == UHMM_REFDEV_MIGRATE_TO_DEV || op == UHMM_REFDEV_SNAPSHOT ||
+	       op == UHMM_REFDEV_EXCLUSIVE;
+}
+
 UHMM__PUBLIC_REFDEV int uhmm_refdev_cmd(struct uhmm_refdev *d, enum uhmm_refdev_op op,
 					struct uhmm_refdev_cmd *c)
 {
+	bool buf_write;
 	bool needs_range = op != UHMM_REFDEV_RELEASE && op != UHMM_REFDEV_FLAGS &&
 			   op != UHMM_REFDEV_CHECK_EXCLUSIVE;
 
@@ -545,6 +631,10 @@ UHMM__PUBLIC_REFDEV int uhmm_refdev_cmd(struct uhmm_refdev *d, enum uhmm_refdev_
 	if (c->addr % PAGE || c->npages > (UINTPTR_MAX - c->addr) / PAGE ||
 	    (needs_range && !c->npages))
 		return -EINVAL;
+	if (uses_buf(op, &buf_write) &&
+	    !user_buf_ok(d, c->ptr, op == UHMM_REFDEV_SNAPSHOT ? c->npages : c->npages * PAGE,
+			 buf_write))
+		return -EFAULT;
 	switch (op) {
 	case UHMM_REFDEV_READ:
 		return do_access(d, c, false);
@@ -573,7 +663,7 @@ UHMM__PUBLIC_REFDEV int uhmm_refdev_cmd(struct uhmm_refdev *d, enum uhmm_refdev_
 		if (c->npages & ~UHMM_REFDEV_FLAG_FAIL_ALLOC)
 			return -EINVAL;
 		if (c->npages & UHMM_REFDEV_FLAG_FAIL_ALLOC)
-			uhmm_pagemap_fail_next(d->pgmap);
+			atomic_store(&d->fail_alloc, true);
 		return 0;
 	}
 	return -EINVAL;

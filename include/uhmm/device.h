@@ -4,7 +4,10 @@
  * (struct uhmm_pagemap, the kernel's dev_pagemap) and migration
  * (uhmm_migrate_*, the kernel's migrate_vma_*). See docs/MIGRATION.md.
  *
- * Device pages are named by a 64-bit page number within their pagemap.
+ * Device pages are named by a page frame number (pfn) unique in the mm, as
+ * a kernel pfn leads to its dev_pagemap: it says which pagemap the page
+ * belongs to, and uhmm_device_pfn_index() gives the page's index within its
+ * pagemap (section * 512 + page), for the device to find its memory.
  * Memory is added to a pagemap in 2 MiB sub-sections (512 pages each).
  */
 #ifndef UHMM_DEVICE_H
@@ -17,6 +20,12 @@ extern "C" {
 #endif
 
 struct uhmm_pagemap;
+
+/** uhmm_device_pfn_index() - the index of device page @pfn within its pagemap. */
+static inline uint64_t uhmm_device_pfn_index(uint64_t pfn)
+{
+	return pfn & ((UINT64_C(1) << 40) - 1);
+}
 
 /**
  * enum uhmm_pagemap_type - what the CPU can do with the device's memory.
@@ -37,6 +46,8 @@ enum uhmm_pagemap_type {
  * signal mode). None may touch managed memory of the mm, nor call back into
  * uhmm_migrate_*. No uhmm lock is held.
  *
+ * Page numbers given to the callbacks are pfns (see the top of this file).
+ *
  * @page_free: the last reference to device page @page went; the device may
  *	reuse it. Called exactly once per allocation. Optional.
  * @copy_to_device: copy @n 4 KiB pages: from host memory @src[i] into device
@@ -48,7 +59,8 @@ enum uhmm_pagemap_type {
  * @migrate_to_ram: optional override of the CPU fault path: bring the page
  *	at @addr (and any neighbours the device likes) home with
  *	uhmm_migrate_setup/pages/finalize (fault_page = @addr). Return 0 or
- *	-errno (the faulting access then gets SIGBUS, as in the kernel).
+ *	-errno (the faulting access then gets SIGBUS, as in the kernel). In
+ *	signal mode it runs in the SIGBUS handler of the faulting thread.
  */
 struct uhmm_pagemap_ops {
 	void (*page_free)(struct uhmm_pagemap *pgmap, uint64_t page);
@@ -91,11 +103,17 @@ int uhmm_pagemap_new(struct uhmm_pagemap **ret, struct uhmm_mm *mm,
 
 /**
  * uhmm_pagemap_free() - tear a pagemap down. First every page still holding
- * data for the mm is brought home (nothing is lost); then it waits until the
- * last outside reference (uhmm_page_get) is dropped. NULL is allowed.
- * Must be called before uhmm_mm_free() of its mm.
+ * data for the mm is brought home (nothing is lost), and page_free calls
+ * under way end. NULL is allowed. Must be called before uhmm_mm_free() of
+ * its mm (uhmm_mm_free() with a pagemap attached aborts with a message). In
+ * a fork child, on the child's copy, it only releases memory.
+ *
+ * Return: 0 (freed), or -EBUSY: a page could not come home (the device's
+ * copy failed) or is still referenced (uhmm_page_get, or a destination of a
+ * migration under way). Nothing is freed then and the pagemap keeps
+ * working: put the references, and call again.
  */
-void uhmm_pagemap_free(struct uhmm_pagemap *pgmap);
+int uhmm_pagemap_free(struct uhmm_pagemap *pgmap);
 
 /** uhmm_pagemap_priv() / _owner() - what the config gave. */
 void *uhmm_pagemap_priv(const struct uhmm_pagemap *pgmap);
@@ -135,13 +153,18 @@ void uhmm_pagemap_stats(struct uhmm_pagemap *pgmap, struct uhmm_pagemap_stats *o
 
 /**
  * uhmm_pagemap_alloc_page() - take a free device page, zeroed.
- * Return: 0 and the page in *@page with one reference, or -ENOMEM (no free
- * page, or the one-shot failure injector armed by uhmm_pagemap_fail_next()).
+ * Return: 0 and the page's pfn in *@page with one reference, or -EINVAL
+ * (NULL argument), -ENOMEM (no free page).
  */
 int uhmm_pagemap_alloc_page(struct uhmm_pagemap *pgmap, uint64_t *page);
 
-/** Make the next allocation fail with -ENOMEM (a device out of memory). */
-void uhmm_pagemap_fail_next(struct uhmm_pagemap *pgmap);
+/**
+ * uhmm_pagemap_alloc_unit() - take a whole free sub-section: 512 contiguous
+ * pages (@page to @page + 511), zeroed, each with one reference, for a
+ * 2 MiB-aligned run that is to move as one unit (a THP).
+ * Return: 0, or -EINVAL, -ENOMEM (no sub-section entirely free).
+ */
+int uhmm_pagemap_alloc_unit(struct uhmm_pagemap *pgmap, uint64_t *page);
 
 /**
  * uhmm_page_get() / uhmm_page_put() - references on a device page.
@@ -162,10 +185,10 @@ unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pgmap);
 
 /**
  * uhmm_pagemap_read() / uhmm_pagemap_write() - copy one 4 KiB device page of a
- * host-storage pagemap to or from @buf without ever faulting (an empty page
- * reads as zeros and is filled in place by a write): what a device does
- * with its own memory while holding its page-table lock, since a fault
- * there could wait on a uhmm thread that waits on that lock.
+ * host-storage pagemap to or from @buf. Neither ever waits for uhmm (host
+ * storage is ordinary memory to the CPU; an empty page reads as zeros
+ * without being filled), so a device may use them while holding its
+ * page-table lock.
  * Return: 0, or -EINVAL (not a host-storage pagemap, or a bad page).
  */
 int uhmm_pagemap_read(struct uhmm_pagemap *pgmap, uint64_t page, void *buf);
@@ -175,7 +198,8 @@ int uhmm_pagemap_write(struct uhmm_pagemap *pgmap, uint64_t page, const void *bu
  * uhmm_pagemap_page_addr() - where a host-storage pagemap keeps @page's
  * contents (4 KiB), for the device's own reads and writes; NULL for other
  * pagemaps or a bad page. A page whose data was moved in is mapped there;
- * an empty one reads as zeros.
+ * an empty one reads as zeros. Touching it is an ordinary memory access
+ * (it never waits for uhmm).
  */
 void *uhmm_pagemap_page_addr(struct uhmm_pagemap *pgmap, uint64_t page);
 
@@ -217,16 +241,20 @@ static inline uint64_t uhmm_migrate_pfn_frame(unsigned long entry)
  * @src: in/out: npages entries, filled by setup: selected pages have
  *	MIGRATE; those with data have VALID and a frame where the data can be
  *	read now (host address >> 12, or a DEVICE page of @pgmap_owner).
+ *	uhmm_migrate_pages() clears MIGRATE on pages that did not migrate.
  * @dst: in/out: npages entries, zeroed by setup; the caller fills what it
- *	migrates: a device page (uhmm_migrate_pfn_device) when migrating to a
- *	device, uhmm_migrate_sys_pfn(m, i) when migrating to system memory.
- *	An entry left 0 skips that page.
+ *	migrates: a device page it allocated (uhmm_migrate_pfn_device; the
+ *	pfn names its pagemap, and its reference passes to the migration)
+ *	when migrating to a device, uhmm_migrate_sys_pfn(m, i) when migrating
+ *	to system memory. An entry left 0 skips that page.
  * @cpages: out: pages selected by setup.
  * @npages: out: (end - start) / 4096.
  * @pgmap_owner: in: the device doing it; device pages of this owner are
  *	the ones SELECT_DEVICE_PRIVATE selects; MIGRATE invalidations carry it.
  * @flags: in: UHMM_MIGRATE_SELECT_*.
- * @fault_page: in: for migrate_to_ram, the faulting address (else 0).
+ * @fault_page: in: for migrate_to_ram, the faulting address (else 0): it
+ *	must lie in [start, end), and the page there is counted as a CPU fault
+ *	of its pagemap when it comes home.
  * @priv_: uhmm's own; do not touch.
  */
 struct uhmm_migrate {
@@ -252,11 +280,16 @@ struct uhmm_migrate {
  *
  * From setup until finalize, the selected pages are isolated: a CPU access
  * to one waits. A MIGRATE invalidation with @pgmap_owner is sent first.
+ * The range is checked before src and dst are written. Do not fork() on
+ * this thread before finalize (it would wait for itself: it aborts with a
+ * message); other threads' forks wait for the migration.
  *
  * Return: 0 (cpages may be 0), or
  *  -EINVAL  bad range (unaligned, empty, not inside one mapping, no read
- *           permission), NULL src/dst/mm, no select flag;
- *  -ENOMEM  out of memory (nothing isolated).
+ *           permission), NULL src/dst/mm, no select flag, fault_page
+ *           outside the range; src and dst are not touched;
+ *  -ENOMEM  out of memory (nothing isolated);
+ *  -EOPNOTSUPP the kernel has no UFFDIO_MOVE (Linux 6.8) to isolate with.
  * On success, uhmm_migrate_finalize() must be called.
  */
 int uhmm_migrate_setup(struct uhmm_migrate *m);
@@ -273,34 +306,49 @@ unsigned long uhmm_migrate_sys_pfn(struct uhmm_migrate *m, unsigned long i);
  * uhmm_migrate_copy() - do the copying for every selected entry whose dst the
  * caller has filled: source data (src VALID) into the destination, through
  * UFFDIO_MOVE when both sides are host memory uhmm owns (zero-copy; whole
- * 2 MiB runs as one unit), else the pagemap's batched copy callbacks or
- * memcpy. Entries with no source get a zeroed destination (device pages
- * are scrubbed when allocated). An entry whose copy fails has its dst
- * cleared (it will not migrate) and the error is returned.
- * Return: 0 or the first -errno.
+ * 2 MiB runs as one unit), else the destination pagemap's batched copy
+ * callbacks. Entries with no source need nothing (device pages are zeroed
+ * when allocated). An entry whose copy fails has its dst cleared (it will
+ * not migrate) and the error is returned. A device that copies by itself
+ * does not call this.
+ * Return: 0, -EINVAL (a destination is bad, as uhmm_migrate_pages() says:
+ * nothing was copied), or the first -errno of a copy.
  */
-int uhmm_migrate_copy(struct uhmm_migrate *m, struct uhmm_pagemap *pgmap);
+int uhmm_migrate_copy(struct uhmm_migrate *m);
 
 /**
  * uhmm_migrate_pages() - commit: every selected entry with a dst now lives
- * there; entries without one keep MIGRATE cleared in src. Cannot fail.
+ * there; the others have MIGRATE cleared in src. A page the program
+ * discarded meanwhile does not migrate. For a host-storage pagemap, data
+ * the device did not copy itself is moved into the destination here.
+ *
+ * Return: 0, or -EINVAL when a destination is bad: a device page that is
+ * not an allocated page of a pagemap of this mm, that already holds data,
+ * or that is given twice (here or by another migration under way), or a
+ * system destination other than uhmm_migrate_sys_pfn()'s. Then nothing
+ * migrates (every MIGRATE is cleared); finalize releases what was given.
  */
-void uhmm_migrate_pages(struct uhmm_migrate *m);
+int uhmm_migrate_pages(struct uhmm_migrate *m);
 
 /**
  * uhmm_migrate_finalize() - end the migration: pages that did not migrate
- * are put back where they were, with their data; device pages left behind
- * are released; CPU accesses waiting on any page resume. If the range was
- * unmapped meanwhile, its data is dropped (the program asked for that); if
- * it moved (mremap), the pages go to where it is now.
+ * are put back where they were, with their data (wherever it was by then:
+ * isolated, or already copied into a destination); every device page given
+ * as dst and not used is released (its reference put), whoever filled it;
+ * the device pages left behind by pages that went home are released; CPU
+ * accesses waiting on any page resume. If the range was unmapped or its
+ * pages discarded (MADV_DONTNEED) meanwhile, their data is dropped (the
+ * program asked for that); if it moved (mremap), the pages go to where it
+ * is now.
  */
 void uhmm_migrate_finalize(struct uhmm_migrate *m);
 
 /**
  * uhmm_migrate_alloc_and_copy() - the common driver step for migrating to
  * @pgmap: allocate a device page for every selected entry (2 MiB-aligned
- * runs of 512 as one contiguous run when SELECT_COMPOUND), copy, fill dst.
- * An allocation failure leaves that entry's dst 0 (the page stays home).
+ * runs of 512 as one unit, uhmm_pagemap_alloc_unit, when SELECT_COMPOUND),
+ * fill dst, uhmm_migrate_copy(). An allocation failure leaves that entry's
+ * dst 0 (the page stays home).
  * Return: the number of entries given a destination.
  */
 unsigned long uhmm_migrate_alloc_and_copy(struct uhmm_migrate *m, struct uhmm_pagemap *pgmap);
@@ -333,7 +381,8 @@ void *uhmm_device_exclusive_addr(struct uhmm_mm *mm, uintptr_t addr, void *owner
 
 /**
  * uhmm_mm_resident() - count the pages of [start, end) @owner holds (device
- * memory), or any device when @owner is NULL; for tests and stats.
+ * memory), or any device when @owner is NULL (pages in transit count where
+ * their word says they are).
  */
 unsigned long uhmm_mm_resident(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, void *owner);
 

@@ -34,28 +34,7 @@ int uhmm__sys_munmap(void *addr, size_t len)
 	return neg_errno(syscall(SYS_munmap, addr, len));
 }
 
-int uhmm__sys_mremap(void **out, void *old, size_t old_len, size_t new_len, int flags,
-		     void *new_addr)
-{
-	long r = syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
-
-	if (r == -1)
-		return -errno;
-	*out = (void *)r;
-	return 0;
-}
-
 int uhmm__sys_madvise(void *addr, size_t len, int advice)
 {
 	return neg_errno(syscall(SYS_madvise, addr, len, advice));
-}
-
-int uhmm__sys_mprotect(void *addr, size_t len, int prot)
-{
-	return neg_errno(syscall(SYS_mprotect, addr, len, prot));
-}
-
-pid_t uhmm__gettid(void)
-{
-	return (pid_t)syscall(SYS_gettid);
 }

@@ -60,7 +60,6 @@ int uhmm__uffd_copy(int fd, uintptr_t dst, const void *src, size_t len, uint64_t
 int uhmm__uffd_zeropage(int fd, uintptr_t dst, size_t len, uint64_t mode, size_t *done);
 int uhmm__uffd_move(int fd, uintptr_t dst, uintptr_t src, size_t len, uint64_t mode,
 		    size_t *done);
-int uhmm__uffd_writeprotect(int fd, uintptr_t start, size_t len, bool wp, bool dontwake);
 int uhmm__uffd_wake(int fd, uintptr_t start, size_t len);
 
 /* Name of a UFFD_FEATURE_* bit (index 0..63), or NULL if unknown. */
@@ -125,12 +124,34 @@ bool uhmm__procmap_query_works(int maps_fd);
 /* Return 0 and the mapping in *out, or -errno. */
 int uhmm__sys_mmap(void **out, void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int uhmm__sys_munmap(void *addr, size_t len);
-int uhmm__sys_mremap(void **out, void *old, size_t old_len, size_t new_len, int flags,
-		     void *new_addr);
 int uhmm__sys_madvise(void *addr, size_t len, int advice);
-int uhmm__sys_mprotect(void *addr, size_t len, int prot);
 
-/* A thread id (gettid), AS-safe. */
+/* --- descriptors (io.c): raw, never through libuhmm's interposers ------- */
+
+struct pollfd;
+/* Return bytes, or -errno. */
+ssize_t uhmm__sys_read(int fd, void *buf, size_t len);
+ssize_t uhmm__sys_write(int fd, const void *buf, size_t len);
+/* ppoll with a timeout in ms (-1: none). Return ready count or -errno. */
+int uhmm__sys_poll(struct pollfd *fds, unsigned int n, int timeout_ms);
+int uhmm__sys_close(int fd);
+/* A close-on-exec duplicate numbered 3 or above. Return it or -errno. */
+int uhmm__sys_dup(int fd);
+/* A non-blocking, close-on-exec eventfd. Return it or -errno. */
+int uhmm__sys_eventfd(void);
+/* The file identity behind @fd (fstat). 0 or -errno. */
+int uhmm__sys_fd_id(int fd, uint64_t *dev, uint64_t *ino);
+
+/* --- threads (sync.c) ------------------------------------------------------ */
+
+/* Sleep while *@addr == @val, at most @timeout_ns (-1: no bound). 0 or -errno
+ * (-ETIMEDOUT, -EAGAIN when the value already moved, -EINTR). */
+int uhmm__futex_wait(const unsigned int *addr, unsigned int val, long timeout_ns);
+/* Wake every thread sleeping on @addr. */
+void uhmm__futex_wake(const unsigned int *addr);
+/* A thread id (gettid). */
 pid_t uhmm__gettid(void);
+/* Send @sig to thread @tid of process @tgid. 0 or -errno. */
+int uhmm__sys_tgkill(pid_t tgid, pid_t tid, int sig);
 
 #endif /* UHMM_SYS_H */

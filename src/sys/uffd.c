@@ -49,7 +49,7 @@ int uhmm__uffd_open(struct uhmm__uffd_origin *origin)
 		fd = -errno;
 	else
 		origin->dev_userfaultfd = true;
-	close(devfd);
+	uhmm__sys_close(devfd);
 	return fd;
 }
 
@@ -78,7 +78,7 @@ int uhmm__uffd_probe(uint64_t *features, uint64_t *ioctls, struct uhmm__uffd_ori
 		return fd;
 	/* Features 0 asks for nothing and reports everything the kernel has. */
 	r = uhmm__uffd_api(fd, 0, features, ioctls);
-	close(fd);
+	uhmm__sys_close(fd);
 	return r;
 }
 
@@ -133,17 +133,6 @@ int uhmm__uffd_move(int fd, uintptr_t dst, uintptr_t src, size_t len, uint64_t m
 	int r = xioctl(fd, UFFDIO_MOVE, &m);
 
 	return fill_result(r, m.move, done);
-}
-
-int uhmm__uffd_writeprotect(int fd, uintptr_t start, size_t len, bool wp, bool dontwake)
-{
-	struct uffdio_writeprotect w = {
-		.range = { .start = start, .len = len },
-		.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
-			(dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
-	};
-
-	return xioctl(fd, UFFDIO_WRITEPROTECT, &w);
 }
 
 int uhmm__uffd_wake(int fd, uintptr_t start, size_t len)

@@ -103,7 +103,7 @@ int main(void)
 		if (way) {
 			for (size_t i = 0; i < N; i++)
 				dst[i] = uhmm_migrate_sys_pfn(&m, i);
-			uhmm_migrate_copy(&m, pg);
+			uhmm_migrate_copy(&m);
 		} else {
 			uhmm_migrate_alloc_and_copy(&m, pg);
 		}

@@ -31,7 +31,7 @@ static void one_way(char *p, bool to_device, uint64_t tag)
 	} else {
 		for (size_t i = 0; i < N; i++)
 			dst[i] = uhmm_migrate_sys_pfn(&m, i);
-		uhmm_migrate_copy(&m, pg);
+		uhmm_migrate_copy(&m);
 	}
 	for (size_t i = 0; i < PIECES; i += 2) /* every other piece goes */
 		CHECK_EQ(munmap(p + 2 * i * PAGE_SIZE, 2 * PAGE_SIZE), 0);

@@ -39,7 +39,7 @@ static int to_dev(struct uhmm_pagemap *pg, const uint64_t *dst, const void *cons
 	if (n > 1 && fail_copy && !--fail_copy)
 		return -EIO;
 	for (size_t i = 0; i < n; i++)
-		memcpy(devmem[dst[i]], src[i], PAGE_SIZE);
+		memcpy(devmem[uhmm_device_pfn_index(dst[i])], src[i], PAGE_SIZE);
 	return 0;
 }
 
@@ -47,7 +47,7 @@ static int from_dev(struct uhmm_pagemap *pg, void *const *dst, const uint64_t *s
 {
 	(void)pg;
 	for (size_t i = 0; i < n; i++)
-		memcpy(dst[i], devmem[src[i]], PAGE_SIZE);
+		memcpy(dst[i], devmem[uhmm_device_pfn_index(src[i])], PAGE_SIZE);
 	return 0;
 }
 

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate_copy.c - the helpers a device may use between setup and
+ * uhmm_migrate_pages(), as a kernel driver writes its own
+ * alloc_and_copy (lib/test_hmm.c: dmirror_migrate_alloc_and_copy):
+ *
+ *   uhmm_migrate_alloc_and_copy()  allocate device pages (a whole 2 MiB
+ *                                  section for an aligned run when asked),
+ *                                  fill dst, copy
+ *   uhmm_migrate_copy()            copy for the dst the device filled
+ *
+ * Copying is a move where uhmm holds the memory on both sides (host
+ * storage: no copy at all, a 2 MiB run as one PMD) and the pagemap's
+ * batched copy callbacks otherwise, one call per run. Every destination is
+ * checked and claimed first (uhmm__migrate_claim): a bad one refuses the
+ * whole call before anything moves.
+ */
+#include <errno.h>
+
+#include "migrate.h"
+
+/* Is entry @i one the caller asked to move (selected, with a destination)? */
+static bool to_copy(struct uhmm_migrate *m, unsigned long i)
+{
+	return M(m)->pg[i].ps && (m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) &&
+	       (m->dst[i] & UHMM_MIGRATE_PFN_VALID);
+}
+
+/* The device page on the device side of entry @i. */
+static uint64_t dev_pfn(struct mig *g, unsigned long i)
+{
+	return g->pg[i].sel == SEL_SYS ? g->pg[i].dst_pfn : g->pg[i].src_pfn;
+}
+
+/* The run starting at @i: same direction and pagemap, data or not alike. */
+static unsigned long run_end(struct uhmm_migrate *m, unsigned long i)
+{
+	struct mig *g = M(m);
+	unsigned long j = i + 1;
+	bool data = m->src[i] & UHMM_MIGRATE_PFN_VALID;
+
+	while (j < m->npages && to_copy(m, j) && g->pg[j].sel == g->pg[i].sel &&
+	       !!(m->src[j] & UHMM_MIGRATE_PFN_VALID) == data &&
+	       uhmm__pfn_slot(dev_pfn(g, j)) == uhmm__pfn_slot(dev_pfn(g, i)))
+		j++;
+	return j;
+}
+
+/* Entries [i, j) will not migrate: their destinations stay claimed until finalize. */
+static void drop(struct uhmm_migrate *m, unsigned long i, unsigned long j)
+{
+	for (unsigned long k = i; k < j; k++)
+		m->dst[k] = 0;
+}
+
+/* Copy through the device's callback, one batch. */
+static int copy_batch(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned long i,
+		      unsigned long j)
+{
+	struct mig *g = M(m);
+	size_t n = j - i;
+	void **host = uhmm__malloc(n * sizeof(*host));
+	uint64_t *pfns = uhmm__malloc(n * sizeof(*pfns));
+	int r;
+
+	if (!host || !pfns) {
+		uhmm__free(host);
+		uhmm__free(pfns);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < n; k++) {
+		host[k] = (void *)mig_stage(g, i + k);
+		pfns[k] = dev_pfn(g, i + k);
+	}
+	if (g->pg[i].sel == SEL_SYS) {
+		r = pg->cfg.ops->copy_to_device(pg, pfns, (const void *const *)host, n);
+	} else {
+		/*
+		 * The device writes into staging. Registered in write-protect
+		 * mode its holes fault like ordinary memory; registered for
+		 * missing faults they must be filled first, or a device running
+		 * on uhmm's fault thread would wait for itself.
+		 */
+		if (!m->mm->own_wp)
+			uhmm__uffd_zeropage(m->mm->uffd, mig_stage(g, i), n << UHMM__PAGE_SHIFT, 0, NULL);
+		r = pg->cfg.ops->copy_from_device(pg, host, pfns, n);
+	}
+	uhmm__free(host);
+	uhmm__free(pfns);
+	return r;
+}
+
+static int copy_run(struct uhmm_migrate *m, unsigned long i, unsigned long j)
+{
+	struct mig *g = M(m);
+	struct uhmm_pagemap *pg;
+
+	uhmm__lock(&m->mm->lock);
+	pg = uhmm__pagemap_of(m->mm, dev_pfn(g, i));
+	uhmm__unlock(&m->mm->lock);
+	if (!pg)
+		return -EINVAL;
+	if (g->pg[i].sel == SEL_SYS) {
+		if (!(m->src[i] & UHMM_MIGRATE_PFN_VALID))
+			return 0; /* no data: device pages are zeroed when allocated */
+		if (pg->cfg.host_storage)
+			return uhmm__move_to_storage(m, pg, i, j, false);
+		return copy_batch(m, pg, i, j);
+	}
+	if (pg->cfg.host_storage)
+		return uhmm__move_from_storage(m, pg, i, j);
+	return copy_batch(m, pg, i, j);
+}
+
+UHMM__EXPORT int uhmm_migrate_copy(struct uhmm_migrate *m)
+{
+	struct mig *g = m ? M(m) : NULL;
+	int first = 0, r;
+
+	if (!g || g->refused)
+		return -EINVAL;
+	r = uhmm__migrate_claim(m);
+	if (r)
+		return r; /* nothing moved; what was claimed is released by finalize */
+	for (unsigned long i = 0; i < m->npages;) {
+		unsigned long j;
+
+		if (!to_copy(m, i)) {
+			i++;
+			continue;
+		}
+		j = run_end(m, i);
+		r = copy_run(m, i, j);
+		if (r) {
+			drop(m, i, j); /* those pages stay where they are */
+			if (!first)
+				first = r;
+		}
+		i = j;
+	}
+	return first;
+}
+
+/* Allocate destinations for entries [i, i+512), one contiguous section. */
+static bool alloc_unit(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned long i)
+{
+	uint64_t pfn;
+
+	if (uhmm__pagemap_alloc(pg, UHMM__SECTION_PAGES, &pfn))
+		return false;
+	for (unsigned long k = 0; k < UHMM__SECTION_PAGES; k++)
+		m->dst[i + k] = uhmm_migrate_pfn_device(pfn + k) |
+				(m->src[i + k] & UHMM_MIGRATE_PFN_WRITE);
+	m->dst[i] |= UHMM_MIGRATE_PFN_COMPOUND;
+	return true;
+}
+
+UHMM__EXPORT unsigned long uhmm_migrate_alloc_and_copy(struct uhmm_migrate *m,
+						       struct uhmm_pagemap *pgmap)
+{
+	struct mig *g = m ? M(m) : NULL;
+	unsigned long given = 0;
+
+	if (!g || !pgmap)
+		return 0;
+	for (unsigned long i = 0; i < m->npages; i++) {
+		uint64_t pfn;
+
+		if (!(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) || g->pg[i].sel != SEL_SYS ||
+		    (m->dst[i] & UHMM_MIGRATE_PFN_VALID))
+			continue;
+		/* A whole 2 MiB run: one contiguous section, so it can move as a PMD. */
+		if ((m->src[i] & UHMM_MIGRATE_PFN_COMPOUND) && i + UHMM__SECTION_PAGES <= m->npages &&
+		    alloc_unit(m, pgmap, i)) {
+			i += UHMM__SECTION_PAGES - 1;
+			continue;
+		}
+		/* Single pages (a failed whole-section allocation too). */
+		if (uhmm__pagemap_alloc(pgmap, 1, &pfn))
+			continue; /* device out of memory: this page stays home */
+		m->dst[i] = uhmm_migrate_pfn_device(pfn) | (m->src[i] & UHMM_MIGRATE_PFN_WRITE);
+	}
+	uhmm_migrate_copy(m); /* entries whose copy failed lose their dst */
+	for (unsigned long i = 0; i < m->npages; i++)
+		given += g->pg[i].ps && (m->dst[i] & UHMM_MIGRATE_PFN_VALID);
+	return given;
+}
