@@ -468,6 +468,32 @@ void uhmm__area_remove(struct uhmm_mm *mm, uintptr_t start, uintptr_t end)
 }
 
 /*
+ * The mapping holding [start, end): the VMA at @start, extended over the
+ * adjacent private anonymous VMAs of the same protection. Registering part
+ * of a mapping with the userfaultfd (first use, below) splits its VMA, and
+ * the kernel may never merge the pieces again (pieces that took different
+ * anon_vmas meanwhile cannot merge), so what the program mapped as one
+ * mapping can be several VMAs; uhmm treats it as one, and moves data one
+ * VMA at a time (move.c). Return 0 (@vma->end then covers @end), -ENOENT
+ * (nothing at @start), -EINVAL (a hole, or pieces that differ), or -errno.
+ */
+int uhmm__mapping_of(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, struct uhmm__vma *vma)
+{
+	struct uhmm__vma v;
+	int r = uhmm__vma_query(mm->maps_fd, start, false, vma);
+
+	while (!r && vma->end < end) {
+		r = uhmm__vma_query(mm->maps_fd, vma->end, false, &v);
+		if (r || v.start != vma->end || v.read != vma->read || v.write != vma->write ||
+		    v.exec != vma->exec || v.shared || v.file || vma->shared || vma->file ||
+		    v.special || vma->special || v.page_size != vma->page_size)
+			return r && r != -ENOENT ? r : -EINVAL;
+		vma->end = v.end;
+	}
+	return r;
+}
+
+/*
  * Manage the range on first device use. Only the range: anonymous mappings
  * merge with their neighbours (an allocator's own regions among them), and
  * registering a neighbour would route its munmaps through uhmm's events.

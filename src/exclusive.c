@@ -152,10 +152,10 @@ UHMM__EXPORT long uhmm_make_device_exclusive(struct uhmm_mm *mm, uintptr_t start
 
 	if (!mm || !owner || uhmm__check_range(start, end - start) || end <= start)
 		return -EINVAL;
-	r = uhmm__vma_query(mm->maps_fd, start, false, &vma);
+	r = uhmm__mapping_of(mm, start, end, &vma);
 	if (r)
-		return r == -ENOENT ? -EFAULT : r;
-	if (vma.end < end || !vma.read)
+		return r == -ENOENT || r == -EINVAL ? -EFAULT : r;
+	if (!vma.read)
 		return -EFAULT;
 	if (vma.file || vma.shared || vma.page_size > UHMM__PAGE_SIZE || vma.special)
 		return -EOPNOTSUPP;

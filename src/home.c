@@ -31,7 +31,7 @@ static long to_ram(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned 
 	unsigned long src_inline[MIG_INLINE], dst_inline[MIG_INLINE], *src, *dst;
 	struct mig g_inline, *g = n <= MIG_INLINE ? &g_inline : NULL;
 	struct uhmm_migrate m = {
-		.mm = mm, .start = start, .end = end, .pgmap_owner = owner, .flags = sel,
+		.mm = mm, .start = start, .end = end, .pgmap_owner = owner, .flags = sel | MIG_ANY_PROT,
 		.fault_page = fault_page,
 	};
 	long moved = 0;

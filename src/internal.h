@@ -220,6 +220,8 @@ void uhmm__psblock_get(struct uhmm__psblock *b);
 void uhmm__psblock_put(struct uhmm__psblock *b);
 /* Manage a range with mm->event_lock held. 0 or -errno (uhmm_manage()). */
 int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsigned int flags);
+/* The mapping holding [start, end): adjacent VMAs alike count as one (area.c). */
+int uhmm__mapping_of(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, struct uhmm__vma *vma);
 /* Manage [start, end) unless it is already (first device use). 0 or -errno. */
 int uhmm__manage_first_use(struct uhmm_mm *mm, uintptr_t start, uintptr_t end);
 /*

@@ -162,15 +162,13 @@ static bool hold_block(struct mig *g, struct uhmm__psblock *b)
 
 static int check_vma(struct uhmm_mm *mm, struct uhmm_migrate *m, struct uhmm__vma *vma)
 {
-	int r = uhmm__vma_query(mm->maps_fd, m->start, false, vma);
+	int r = uhmm__mapping_of(mm, m->start, m->end, vma);
 
 	if (r == -ENOENT)
 		return -EINVAL;
 	if (r)
-		return r;
-	if (vma->end < m->end || !vma->read)
-		return -EINVAL; /* not inside one mapping, or no read permission */
-	return 0;
+		return r; /* -EINVAL: not inside one mapping */
+	return vma->read || (m->flags & MIG_ANY_PROT) ? 0 : -EINVAL; /* no read permission */
 }
 
 /* What page @p (settled) is selected as under @m's flags, if at all. */
@@ -383,8 +381,8 @@ out_free:
 
 UHMM__EXPORT int uhmm_migrate_setup(struct uhmm_migrate *m)
 {
-	if (m && (m->flags & MIG_SELECT_EXCLUSIVE))
-		return -EINVAL; /* not a public flag */
+	if (m && (m->flags & (MIG_SELECT_EXCLUSIVE | MIG_ANY_PROT)))
+		return -EINVAL; /* not public flags */
 	return uhmm__migrate_setup(m, NULL, UHMM_NOTIFY_MIGRATE, m ? m->pgmap_owner : NULL, false);
 }
 

@@ -40,12 +40,19 @@ struct mig_page {
 	uint8_t where;	     /* enum mig_where */
 	bool committed;	     /* uhmm_migrate_pages() made it live at its destination */
 	bool ro_copy;	     /* isolated by copying (read-only mapping): zap the original */
+	bool cow_broken;     /* isolation made it exclusively ours once (move.c) */
 	uint64_t put;	     /* finalize: a device page to release after unlocking, or 0 */
 	struct uhmm_pagemap *put_pg;
 };
 
 /* Internal selection: device-exclusive store pages (a revoke). */
 #define MIG_SELECT_EXCLUSIVE (1UL << 31)
+/*
+ * Internal: uhmm brings pages home itself (a fault, an eviction, fork,
+ * teardown), whatever the mapping's protection now, as the kernel's
+ * migrate_device_range() does by pfn.
+ */
+#define MIG_ANY_PROT (1UL << 30)
 
 /* Pages handled without heap memory: a CPU fault-back fits. */
 #define MIG_INLINE 16

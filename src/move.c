@@ -20,8 +20,9 @@
  * the events are read and applied (uhmm__events_pump) and every page's
  * address is looked up again from its word before the move is retried; a
  * page discarded meanwhile is not placed. -EBUSY (a page shared
- * copy-on-write) and -EINVAL (access flags that differ) fall back to
- * copying; a page that cannot be isolated at all is unselected.
+ * copy-on-write: a write fault makes it the program's own again, contents
+ * unchanged) is retried once, -EINVAL (access flags that differ) falls back
+ * to copying; a page that cannot be isolated at all (pinned) is unselected.
  *
  * Runs: whole runs move in one call, so that a 2 MiB run aligned on both
  * sides moves as one PMD; a run is cut where either side stops being
@@ -33,6 +34,10 @@
 
 #include "migrate.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 #define PG UHMM__PAGE_SIZE
 /* -EAGAIN rounds before a pass gives up on a page (never on the only copy). */
 #define ISOLATE_STALLS 1000
@@ -40,6 +45,17 @@
 static uintptr_t home_of(struct uhmm_migrate *m, unsigned long i)
 {
 	return m->start + (i << UHMM__PAGE_SHIFT);
+}
+
+/*
+ * The end of the kernel VMA holding @addr (0 if none): one move stays
+ * inside one VMA, and a mapping may be several (uhmm__mapping_of).
+ */
+static uintptr_t vma_end(struct uhmm_mm *mm, uintptr_t addr)
+{
+	struct uhmm__vma v;
+
+	return uhmm__vma_query(mm->maps_fd, addr, false, &v) ? 0 : v.end;
 }
 
 /* Return page @i to where it was: not part of this migration. */
@@ -195,6 +211,7 @@ void uhmm__move_isolate(struct uhmm_migrate *m, unsigned long i, unsigned long j
 	memset(skip, 0, (j - i) * sizeof(*skip));
 	while (i < j) {
 		unsigned long e = i;
+		uintptr_t lim;
 		size_t done = 0;
 		int r;
 
@@ -204,6 +221,9 @@ void uhmm__move_isolate(struct uhmm_migrate *m, unsigned long i, unsigned long j
 		}
 		while (e < j && wanted(g, first, e, skip))
 			e++;
+		lim = vma_end(m->mm, home_of(m, i));
+		if (lim && home_of(m, e) > lim)
+			e = i + ((lim - home_of(m, i)) >> UHMM__PAGE_SHIFT);
 		r = uhmm__uffd_move(m->mm->uffd, mig_stage(g, i), home_of(m, i),
 				    (e - i) << UHMM__PAGE_SHIFT, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		i += done >> UHMM__PAGE_SHIFT;
@@ -216,7 +236,18 @@ void uhmm__move_isolate(struct uhmm_migrate *m, unsigned long i, unsigned long j
 			recheck(m, first, j, skip);
 			continue;
 		}
-		/* -EBUSY: shared copy-on-write (or pinned): it stays where it is. */
+		/*
+		 * -EBUSY: the page is not exclusively ours. Shared copy-on-write
+		 * (with a fork child, or left so after one: the kernel keeps a
+		 * page "maybe shared" until it is written), a write fault makes
+		 * it ours with the same contents; then it moves. A pinned page
+		 * stays where it is.
+		 */
+		if (r == -EBUSY && !g->pg[i].cow_broken) {
+			g->pg[i].cow_broken = true;
+			uhmm__sys_madvise((void *)home_of(m, i), PG, MADV_POPULATE_WRITE);
+			continue;
+		}
 		unselect(m, i++);
 	}
 	if (skip != skip_inline)
@@ -337,7 +368,7 @@ void uhmm__move_home(struct uhmm_migrate *m, unsigned long i, unsigned long j)
 
 	uhmm__assert(uhmm__held(&mm->event_lock));
 	while (i < j) {
-		uintptr_t dst, src;
+		uintptr_t dst, src, lim;
 		unsigned long e = i + 1, moved;
 
 		uhmm__lock(&mm->lock);
@@ -352,6 +383,9 @@ void uhmm__move_home(struct uhmm_migrate *m, unsigned long i, unsigned long j)
 			i++; /* discarded, unmapped: its data is dropped */
 			continue;
 		}
+		lim = vma_end(mm, dst);
+		if (lim && dst + ((e - i) << UHMM__PAGE_SHIFT) > lim)
+			e = i + ((lim - dst) >> UHMM__PAGE_SHIFT);
 		if (place_run(m, dst, src, i, e, &moved) == -EAGAIN) {
 			storage_emptied(m, i, i + moved);
 			i += moved;
