@@ -4,6 +4,11 @@
  * with the retry protocol, cleared by its invalidate callback. Linked
  * against libuhmm.so: munmap() below reaches libuhmm's definition first, so
  * the device hears of it before the pages go. Copy this to start a driver.
+ *
+ * What the callback writes is read under the device lock, never plainly:
+ * the callback runs inside munmap(), which glibc declares leaf, so the
+ * compiler may keep a file-scope variable in a register across the call
+ * (docs/MIRROR.md, "What a callback shares with the program").
  */
 #include <errno.h>
 #include <pthread.h>
@@ -44,6 +49,8 @@ int main(void)
 	struct uhmm_range range = { .notifier = &n, .hmm_pfns = pfns,
 				    .default_flags = UHMM_PFN_REQ_FAULT };
 	struct uhmm_mm *mm;
+	unsigned long entry0, entry1;
+	bool told;
 	char *buf;
 	int r = uhmm_mm_new(&mm, NULL);
 
@@ -78,10 +85,15 @@ int main(void)
 	       table[0] & UHMM_PFN_WRITE ? "writable" : "read-only");
 
 	munmap(buf + 4096, 4096); /* the device hears before the page goes */
-	printf("munmap: device told while still mapped: %s; entry now %#lx\n",
-	       still_mapped_when_told ? "yes" : "NO", table[1]);
+	pthread_mutex_lock(&lock);
+	told = still_mapped_when_told;
+	entry0 = table[0];
+	entry1 = table[1];
+	pthread_mutex_unlock(&lock);
+	printf("munmap: device told while still mapped: %s; entry now %#lx\n", told ? "yes" : "NO",
+	       entry1);
 
 	uhmm_interval_notifier_remove(&n);
 	uhmm_mm_free(mm);
-	return still_mapped_when_told && table[1] == 0 && (table[0] & UHMM_PFN_VALID) ? 0 : 1;
+	return told && entry1 == 0 && (entry0 & UHMM_PFN_VALID) ? 0 : 1;
 }

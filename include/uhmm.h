@@ -117,7 +117,8 @@ enum uhmm_fault_mode uhmm_mm_fault_mode(const struct uhmm_mm *mm);
  * @thread_mode, @signal_mode: the fault modes usable.
  * @follow_fork: UFFD_FEATURE_EVENT_FORK is usable (needs CAP_SYS_PTRACE).
  * @move: UFFDIO_MOVE is available (zero-copy migration).
- * @wp: write-protect faults are available.
+ * @wp: the kernel offers write-protect registration (uhmm registers its
+ *	own device storage that way, so that faults on it stay the kernel's).
  * @pagemap_scan: the PAGEMAP_SCAN ioctl is available.
  * @procmap_query: the PROCMAP_QUERY ioctl is available (fast VMA lookup).
  */
@@ -292,7 +293,6 @@ bool uhmm_sigbus_handled(int sig, void *siginfo, void *ucontext);
  * @UHMM_NOTIFY_CLEAR: pages are being dropped but the range stays mapped
  *	(MADV_DONTNEED/REMOVE/FREE), or device-exclusive access is revoked.
  * @UHMM_NOTIFY_PROTECTION_VMA: the range's protection is changing (mprotect).
- * @UHMM_NOTIFY_PROTECTION_PAGE: uhmm is write-protecting pages itself.
  * @UHMM_NOTIFY_MIGRATE: pages are migrating; owner says who migrates them.
  * @UHMM_NOTIFY_EXCLUSIVE: a device takes pages exclusively; owner is it.
  * @UHMM_NOTIFY_RELEASE: the uhmm_mm is going away (uhmm_mm_free).
@@ -302,7 +302,6 @@ enum uhmm_notify_event {
 	UHMM_NOTIFY_UNMAP = 0,
 	UHMM_NOTIFY_CLEAR,
 	UHMM_NOTIFY_PROTECTION_VMA,
-	UHMM_NOTIFY_PROTECTION_PAGE,
 	UHMM_NOTIFY_MIGRATE,
 	UHMM_NOTIFY_EXCLUSIVE,
 	UHMM_NOTIFY_RELEASE,

@@ -76,13 +76,14 @@ static int copy_batch(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned 
 		r = pg->cfg.ops->copy_to_device(pg, pfns, (const void *const *)host, n);
 	} else {
 		/*
-		 * The device writes into staging. Registered in write-protect
-		 * mode its holes fault like ordinary memory; registered for
-		 * missing faults they must be filled first, or a device running
-		 * on uhmm's fault thread would wait for itself.
+		 * The device writes into staging: its holes are filled first,
+		 * with 4 KiB zero-page entries. Registered for missing faults, a
+		 * hole would make a device running on uhmm's fault thread wait
+		 * for itself; in either mode the first write into a hole could
+		 * make the kernel fill a whole 2 MiB THP for one page.
 		 */
-		if (!m->mm->own_wp)
-			uhmm__uffd_zeropage(m->mm->uffd, mig_stage(g, i), n << UHMM__PAGE_SHIFT, 0, NULL);
+		uhmm__uffd_zeropage(m->mm->uffd, mig_stage(g, i), n << UHMM__PAGE_SHIFT,
+				    UFFDIO_ZEROPAGE_MODE_DONTWAKE, NULL);
 		r = pg->cfg.ops->copy_from_device(pg, host, pfns, n);
 	}
 	uhmm__free(host);

@@ -96,9 +96,8 @@ void uhmm__mm_event_barrier(struct uhmm_mm *mm)
 #define REQUIRED_FEATURES \
 	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP)
 /* Features used when offered. */
-#define OPTIONAL_FEATURES                                                                  \
-	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_MOVE | \
-	 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
+#define OPTIONAL_FEATURES \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MOVE | UFFD_FEATURE_THREAD_ID)
 
 static void caps_from(struct uhmm_caps *c, uint64_t features, uint64_t ioctls,
 		      const struct uhmm__uffd_origin *o)
@@ -242,6 +241,7 @@ static int mm_open_fds(struct uhmm_mm *mm, enum uhmm_fault_mode mode)
 	if (r)
 		return r;
 	caps_from(&mm->caps, got, ioctls, &o);
+	mm->caps.wp = offered & UFFD_FEATURE_PAGEFAULT_FLAG_WP; /* what the kernel offers */
 	mm->caps.signal_mode = offered & UFFD_FEATURE_SIGBUS;
 	if (uhmm__inject_fail())
 		return -EMFILE;

@@ -243,6 +243,13 @@ void uhmm__move_isolate(struct uhmm_migrate *m, unsigned long i, unsigned long j
 		 * it ours with the same contents; then it moves. A pinned page
 		 * stays where it is.
 		 */
+		if (r == -EEXIST && !g->pg[i].cow_broken) {
+			/* Staging not empty there (never expected): ours, drop it. */
+			uhmm__assert_expensive(!"staging was not empty");
+			g->pg[i].cow_broken = true;
+			uhmm__zap_staging(m->mm, mig_stage(g, i), PG);
+			continue;
+		}
 		if (r == -EBUSY && !g->pg[i].cow_broken) {
 			g->pg[i].cow_broken = true;
 			uhmm__sys_madvise((void *)home_of(m, i), PG, MADV_POPULATE_WRITE);
@@ -478,6 +485,7 @@ int uhmm__move_from_storage(struct uhmm_migrate *m, struct uhmm_pagemap *pg, uns
 		unsigned long e = i + 1;
 		size_t len, off = 0;
 		bool copied = false;
+		int dropped = 0;
 
 		if (!st)
 			return -EINVAL;
@@ -496,6 +504,12 @@ int uhmm__move_from_storage(struct uhmm_migrate *m, struct uhmm_pagemap *pg, uns
 			if (r == -EAGAIN) {
 				if (!done)
 					uhmm__events_pump(mm, false, g->in_signal);
+				continue;
+			}
+			if (r == -EEXIST && !dropped++) {
+				/* Staging not empty there (never expected): ours, drop it. */
+				uhmm__assert_expensive(!"staging was not empty");
+				uhmm__zap_staging(mm, mig_stage(g, i) + off, PG);
 				continue;
 			}
 			/* Would not move (shared, pinned): copy this page instead. */

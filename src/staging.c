@@ -18,8 +18,11 @@
  * is empty when a migration gets it, and it is emptied when it is given
  * back, whatever the migration left there (a read-only page copied in, a
  * zero page moved in, a copy a device made, a page that failed to move).
- * Emptying is a PAGEMAP_SCAN of the part used and a MADV_DONTNEED of what
- * it finds, done while unregistered so that it raises no event.
+ * Emptying is a PAGEMAP_SCAN of the part used (rounded out to 2 MiB: a
+ * write into a hole may have made the kernel fill a whole THP) and a
+ * MADV_DONTNEED of what it finds, done while unregistered so that it raises
+ * no event. Data moves into staging only where it is empty; a move that
+ * finds a page there anyway (-EEXIST) drops it and moves again (move.c).
  *
  * A few mappings are cached per mm (a fault-back would otherwise pay four
  * system calls for one page). Getting and putting never allocate heap
@@ -99,15 +102,27 @@ static int empty_cb(void *p, const struct page_region *r)
 	return 0;
 }
 
-/* Drop every page left in [start, start+len). */
-static void empty(struct uhmm_mm *mm, uintptr_t start, size_t len)
+/*
+ * Drop every page left in the part of @st a migration used, rounded out to
+ * 2 MiB within the mapping: a write into a hole of it (a device's copy)
+ * may have made the kernel fill a whole THP around the window, and zapping
+ * only the window would split it and leave the rest behind.
+ */
+static void empty(struct uhmm_mm *mm, const struct uhmm__staging *st)
 {
+	uintptr_t map = (uintptr_t)st->map, map_end = map + st->maplen;
+	uintptr_t start = (uintptr_t)st->base & ~(uintptr_t)(UHMM__PMD_SIZE - 1);
+	uintptr_t end = ((uintptr_t)st->base + st->len + UHMM__PMD_SIZE - 1) &
+			~(uintptr_t)(UHMM__PMD_SIZE - 1);
 	struct empty_arg a = { .mm = mm };
-	int r = uhmm__pagemap_walk(mm->pagemap_fd, start, start + len,
-				   PAGE_IS_PRESENT | PAGE_IS_SWAPPED, PAGE_IS_PRESENT, empty_cb, &a);
+	int r;
 
+	start = start < map ? map : start;
+	end = end > map_end ? map_end : end;
+	r = uhmm__pagemap_walk(mm->pagemap_fd, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			       PAGE_IS_PRESENT, empty_cb, &a);
 	if (r) {
-		uhmm__zap_staging(mm, start, len); /* could not look: drop it all */
+		uhmm__zap_staging(mm, start, end - start); /* could not look: drop it all */
 		return;
 	}
 	if (a.run_end > a.run_start)
@@ -151,7 +166,7 @@ int uhmm__staging_get(struct uhmm_mm *mm, uintptr_t start, size_t len, struct uh
 	st->maplen = maplen;
 	st->base = (char *)a;
 	st->len = len;
-	uhmm__assert_expensive(is_empty(mm, (uintptr_t)st->base, len));
+	uhmm__assert_expensive(is_empty(mm, (uintptr_t)raw, maplen));
 	return 0;
 }
 
@@ -163,8 +178,8 @@ void uhmm__staging_put(struct uhmm_mm *mm, struct uhmm__staging *st)
 
 	if (!st->map)
 		return;
-	empty(mm, (uintptr_t)st->base, st->len);
-	uhmm__assert_expensive(is_empty(mm, (uintptr_t)st->base, st->len));
+	empty(mm, st);
+	uhmm__assert_expensive(is_empty(mm, (uintptr_t)st->map, st->maplen));
 	pthread_mutex_lock(&mm->staging_lock);
 	for (int i = 0; i < UHMM__STAGING_CACHE; i++) {
 		if (!mm->staging_cache[i].map) {

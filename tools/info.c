@@ -101,12 +101,15 @@ int uhmm_cli_info(int argc, char **argv)
 	struct degrade deg[] = {
 		{ pr != 0, "userfaultfd unavailable: uhmm cannot manage memory at all" },
 		{ pr == 0 && caps.user_mode_only,
-		  "userfaultfd is user-mode-only: reads/writes the kernel makes on the program's "
-		  "behalf (read(2), write(2), O_DIRECT) into pages that must be faulted in fail "
-		  "with EFAULT; set vm.unprivileged_userfaultfd=1 or grant CAP_SYS_PTRACE" },
+		  "userfaultfd is user-mode-only: system calls that read or write managed pages "
+		  "that are not present fail with EFAULT, except the I/O calls uhmm retries "
+		  "(read, write, recv, send, ...: docs/FAULTS.md); set "
+		  "vm.unprivileged_userfaultfd=1 or grant CAP_SYS_PTRACE" },
 		{ pr == 0 && !caps.signal_mode, "no UFFD_FEATURE_SIGBUS: signal fault mode unavailable" },
-		{ pr == 0 && !caps.move, "no UFFDIO_MOVE: migrations copy instead of moving pages" },
-		{ pr == 0 && !caps.wp, "no write-protect faults: device-exclusive access unavailable" },
+		{ pr == 0 && !caps.move,
+		  "no UFFDIO_MOVE (Linux 6.8): migration and device-exclusive access unavailable" },
+		{ pr == 0 && caps.move && !caps.wp,
+		  "no write-protect registration: device storage is copied into, not moved into" },
 		{ pr == 0 && !caps.follow_fork,
 		  "fork() is not followed (needs CAP_SYS_PTRACE): device pages are brought home "
 		  "before fork, the child gets plain memory" },
