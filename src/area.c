@@ -195,7 +195,7 @@ void uhmm__areas_release(struct uhmm__areas *t)
 struct piece {
 	uintptr_t start, end;
 	unsigned int kind;
-	bool registered, writable;
+	bool registered;
 };
 
 struct pieces {
@@ -238,7 +238,6 @@ static int collect_pieces(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, st
 		p.end = vma.end < end ? vma.end : end;
 		p.kind = vma.file ? UHMM_AREA_SHMEM : UHMM_AREA_ANON; /* refined below */
 		p.registered = false;
-		p.writable = vma.write;
 		r = pieces_push(out, &p);
 		if (r)
 			return r;
@@ -349,7 +348,6 @@ int uhmm__manage_locked(struct uhmm_mm *mm, uintptr_t start, uintptr_t end, unsi
 				.flags = flags,
 				.kind = todo.v[i].kind,
 				.registered = todo.v[i].registered,
-				.writable = todo.v[i].writable,
 				.blk = blks[i],
 			};
 

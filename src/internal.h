@@ -187,7 +187,6 @@ struct uhmm__area {
 	unsigned int flags;	/* UHMM_MANAGE_* | UHMM__AREA_* */
 	unsigned int kind;	/* UHMM_AREA_* */
 	bool registered;	/* registered with the mm's userfaultfd */
-	bool writable;		/* the VMA allowed writes when managed */
 	struct uhmm__psblock *blk;
 	size_t blk_off;		/* page index of @start within @blk */
 };

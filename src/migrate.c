@@ -224,7 +224,7 @@ static unsigned long select_pages(struct uhmm_migrate *m, struct mig *g)
 			m->src[i] = ((unsigned long)g->pg[i].src_pfn << UHMM_MIGRATE_PFN_SHIFT) |
 				    UHMM_MIGRATE_PFN_VALID | UHMM_MIGRATE_PFN_MIGRATE |
 				    UHMM_MIGRATE_PFN_DEVICE |
-				    (a->writable ? UHMM_MIGRATE_PFN_WRITE : 0);
+				    (g->writable ? UHMM_MIGRATE_PFN_WRITE : 0);
 		}
 		n++;
 	}

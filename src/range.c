@@ -163,7 +163,8 @@ static int fill_missing(struct uhmm_mm *mm, uintptr_t s, uintptr_t e)
 	return r;
 }
 
-static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr);
+static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr,
+				  bool writable);
 
 /*
  * Is the request of the page at @addr (snapshot byte @c) unmet? A page not
@@ -182,7 +183,7 @@ static bool unmet(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr, unsi
 	if (!r->dev_private_owner)
 		return true;
 	uhmm__lock(&mm->lock);
-	own = device_entry(mm, r, addr) != 0;
+	own = device_entry(mm, r, addr, false) != 0;
 	uhmm__unlock(&mm->lock);
 	return !own;
 }
@@ -258,8 +259,12 @@ static unsigned int vma_order(const struct uhmm__vma *vma, uint8_t c)
 	return (c & C_HUGE) ? 9 : 0;
 }
 
-/* Device pages: the owner of a device-resident page, under mm->lock. */
-static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr)
+/*
+ * Device pages: the entry of a device-resident page of dev_private_owner,
+ * writable when its mapping is now; under mm->lock.
+ */
+static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uintptr_t addr,
+				  bool writable)
 {
 	struct uhmm__area *a;
 	struct uhmm__ps *p;
@@ -272,7 +277,7 @@ static unsigned long device_entry(struct uhmm_mm *mm, struct uhmm_range *r, uint
 	if (!uhmm__ps_on_device(v) ||
 	    uhmm__pagemap_owner(mm, uhmm__pfn_slot(uhmm__ps_pfn(v))) != r->dev_private_owner)
 		return 0;
-	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE | (a->writable ? UHMM_PFN_WRITE : 0) |
+	return UHMM_PFN_VALID | UHMM_PFN_DEVICE_PRIVATE | (writable ? UHMM_PFN_WRITE : 0) |
 	       (uhmm__ps_pfn(v) & UHMM_PFN_FRAME_MASK);
 }
 
@@ -326,7 +331,7 @@ static void fill_entries(struct uhmm_mm *mm, struct uhmm_range *r, const struct 
 	uhmm__lock(&mm->lock);
 	for (size_t k = 0; k < n; k++)
 		if (!(cat[k] & C_PRESENT))
-			out[k] = device_entry(mm, r, s + (k << UHMM__PAGE_SHIFT));
+			out[k] = device_entry(mm, r, s + (k << UHMM__PAGE_SHIFT), vma->write);
 	uhmm__unlock(&mm->lock);
 	device_orders(out, s, n);
 }

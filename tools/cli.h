@@ -6,5 +6,6 @@
 int uhmm_cli_info(int argc, char **argv);
 int uhmm_cli_bench(int argc, char **argv);
 int uhmm_cli_demo(int argc, char **argv);
+int uhmm_cli_chaos(int argc, char **argv);
 
 #endif
