@@ -47,11 +47,11 @@ for prog in sqlite_mem sqlite_file python; do
 		esac
 		input=/dev/null
 		[ "$prog" = python ] || input="$here/workload.sql"
-		start=$(date +%s.%N)
+		start=$(date +%s%N)
 		UHMM_CHAOS_VERBOSE=1 timeout 600 "$build/uhmm" chaos --seed "$run" -- "${cmd[@]}" \
 			< "$input" > "$tmp/chaos" 2> "$tmp/err"
 		rc=$?
-		end=$(date +%s.%N)
+		end=$(date +%s%N)
 		summary=$(grep '^uhmm chaos:' "$tmp/err" | tail -1)
 		if [ $rc -ne 0 ] || ! cmp -s "$tmp/plain" "$tmp/chaos"; then
 			echo "$prog run $run (${UHMM_FAULT_MODE:-thread} mode): DIFFERENT (exit $rc)"
@@ -59,8 +59,8 @@ for prog in sqlite_mem sqlite_file python; do
 			grep -v '^uhmm chaos:' "$tmp/err" | head -20
 			fail=1
 		else
-			printf '%s run %d (%s mode): identical, %.1f s; %s\n' "$prog" "$run" \
-				"${UHMM_FAULT_MODE:-thread}" "$(echo "$end - $start" | bc)" "${summary#uhmm chaos: }"
+			printf '%s run %d (%s mode): identical, %d ms; %s\n' "$prog" "$run" \
+				"${UHMM_FAULT_MODE:-thread}" $(( (end - start) / 1000000 )) "${summary#uhmm chaos: }"
 		fi
 	done
 done
