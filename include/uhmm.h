@@ -96,10 +96,14 @@ int uhmm_mm_new(struct uhmm_mm **ret, const struct uhmm_mm_config *cfg);
 /**
  * uhmm_mm_free() - tear down an mm. NULL is allowed.
  *
- * Every managed range becomes ordinary memory again, with its contents.
+ * Every managed range becomes ordinary memory again, with its contents
+ * (pages held exclusively by a device are revoked first; the devices'
+ * pagemaps must have been freed: uhmm_mm_free() with one still attached
+ * aborts with a message saying so, rather than use freed memory later).
  * Stops and joins the service threads and closes the userfaultfd. Must not be
  * called from a uhmm callback. In a child after fork() it only releases the
- * memory and fds the child inherited (the child has no service threads).
+ * memory the child inherited (the child has no service threads; the
+ * inherited descriptors, close-on-exec, are left to the child).
  */
 void uhmm_mm_free(struct uhmm_mm *mm);
 

@@ -2,7 +2,7 @@
 /*
  * assert.c - what happens when an invariant breaks or the caller breaks a
  * rule it cannot be told about through an error code: one line on stderr,
- * then abort(). Async-signal-safe (write(2) and abort(2) only): assertions
+ * then abort(). Async-signal-safe (a raw write(2) and abort(2) only): assertions
  * run in the SIGBUS handler too. The library never logs otherwise.
  */
 #include <stdlib.h>
@@ -16,7 +16,7 @@ static void say(const char *s)
 	size_t n = strlen(s);
 
 	while (n) {
-		ssize_t w = write(2, s, n);
+		ssize_t w = uhmm__sys_write(2, s, n);
 
 		if (w <= 0)
 			return;

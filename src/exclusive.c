@@ -206,7 +206,7 @@ UHMM__EXPORT void *uhmm_device_exclusive_addr(struct uhmm_mm *mm, uintptr_t addr
 	uhmm__lock(&mm->lock);
 	p = uhmm__ps_lookup(mm, addr & ~(uintptr_t)(UHMM__PAGE_SIZE - 1), NULL);
 	if (p && oi > 0 && held_by(mm, uhmm__ps_load(p), oi))
-		r = uhmm__dpage_storage(st, uhmm__ps_pfn(uhmm__ps_load(p)));
+		r = uhmm_pagemap_page_addr(st, uhmm__ps_pfn(uhmm__ps_load(p))); /* marks it written */
 	uhmm__unlock(&mm->lock);
 	return r;
 }

@@ -253,7 +253,6 @@ void uhmm__invalidate(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
 		      enum uhmm_notify_event event, void *owner);
 /* RELEASE to all, then detach every notifier (uhmm_mm_free). */
 void uhmm__notifiers_release(struct uhmm_mm *mm);
-size_t uhmm__notifiers_count(struct uhmm_mm *mm);
 
 /*
  * Invalidations the calling thread is announcing itself (interposed calls)
@@ -311,8 +310,8 @@ _Static_assert(sizeof(struct uhmm__dpage) == 16, "16 bytes per device page");
  * place, marked, and is reused by the next uhmm_pagemap_add_memory().
  */
 struct uhmm__section {
-	char *storage;		/* host storage, 2 MiB aligned, or NULL */
-	bool live;		/* added and not removed */
+	char *storage;		/* host storage, 2 MiB aligned, or NULL; set before live */
+	atomic_bool live;	/* added and not removed; release/acquire with lookups */
 	unsigned int nfree;
 	uint64_t free_head;	/* index of the first free page, or UHMM__NO_PAGE */
 	struct uhmm__dpage desc[UHMM__SECTION_PAGES];
@@ -333,7 +332,7 @@ struct uhmm_pagemap {
 	pthread_mutex_t lock;	/* see the lock order */
 	pthread_cond_t cond;	/* signalled on every put and callback end */
 	struct uhmm__section **dir[UHMM__SECTION_DIR];
-	unsigned int nsections;	/* sections ever created (live or not) */
+	atomic_uint nsections;	/* sections ever created; stored (release) after they are set up */
 	unsigned int next_section; /* where allocation looks first */
 	uint64_t pages_total;
 	bool fail_next;		/* tests: the next allocation fails */

@@ -389,12 +389,3 @@ void uhmm__notifiers_release(struct uhmm_mm *mm)
 	pthread_rwlock_unlock(&ns->tree_lock);
 }
 
-size_t uhmm__notifiers_count(struct uhmm_mm *mm)
-{
-	size_t n;
-
-	pthread_rwlock_rdlock(&mm->notifiers.tree_lock);
-	n = mm->notifiers.count;
-	pthread_rwlock_unlock(&mm->notifiers.tree_lock);
-	return n;
-}

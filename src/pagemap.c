@@ -19,7 +19,10 @@
  * write-protect mode, so that touching a hole of it is an ordinary kernel
  * fault and it raises no events. A page is "empty" when no PTE maps its
  * storage; moves land there. A page whose storage may hold data is DIRTY
- * and is scrubbed (MADV_DONTNEED) before it is handed out again.
+ * and is scrubbed (MADV_DONTNEED) before it is handed out again: data
+ * uhmm moves or copies in marks it, and so does handing its address to the
+ * device (uhmm_pagemap_page_addr, uhmm_device_exclusive_addr), since the
+ * device may write there directly.
  *
  * Locking: pgmap->lock guards sections, free lists, descriptor flags and
  * counters; reference counts are atomics (get/put may race); the reverse
@@ -43,7 +46,7 @@ static struct uhmm__section *section_at(struct uhmm_pagemap *pg, uint64_t si)
 {
 	struct uhmm__section **leaf;
 
-	if (si >= pg->nsections)
+	if (si >= atomic_load_explicit(&pg->nsections, memory_order_acquire))
 		return NULL;
 	leaf = pg->dir[si / UHMM__SECTION_LEAF];
 	return leaf ? leaf[si % UHMM__SECTION_LEAF] : NULL;
@@ -57,7 +60,7 @@ static struct uhmm__section *section_of(struct uhmm_pagemap *pg, uint64_t pfn)
 	if (uhmm__pfn_slot(pfn) != pg->slot)
 		return NULL;
 	s = section_at(pg, uhmm__pfn_index(pfn) / SECTION_PAGES);
-	return s && s->live ? s : NULL;
+	return s && atomic_load_explicit(&s->live, memory_order_acquire) ? s : NULL;
 }
 
 struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn)
@@ -215,10 +218,12 @@ static unsigned int free_slots(struct uhmm_pagemap *pg, unsigned int *slots, uns
 {
 	unsigned int got = 0;
 
-	for (unsigned int i = 0; i < pg->nsections && got < n; i++)
-		if (!section_at(pg, i)->live)
+	unsigned int ns = atomic_load(&pg->nsections);
+
+	for (unsigned int i = 0; i < ns && got < n; i++)
+		if (!atomic_load(&section_at(pg, i)->live))
 			slots[got++] = i;
-	for (unsigned int i = pg->nsections; got < n && i < MAX_SECTIONS; i++)
+	for (unsigned int i = ns; got < n && i < MAX_SECTIONS; i++)
 		slots[got++] = i;
 	return got;
 }
@@ -294,9 +299,10 @@ UHMM__EXPORT int uhmm_pagemap_add_memory(struct uhmm_pagemap *pg, size_t bytes)
 			*slot = secs[k];
 		}
 		secs[k] = NULL;
-		(*slot)->live = true;
-		if (slots[k] >= pg->nsections)
-			pg->nsections = slots[k] + 1;
+		/* Set up first, then visible: pairs with the acquires of lookups. */
+		atomic_store_explicit(&(*slot)->live, true, memory_order_release);
+		if (slots[k] >= atomic_load(&pg->nsections))
+			atomic_store_explicit(&pg->nsections, slots[k] + 1, memory_order_release);
 		pg->pages_total += SECTION_PAGES;
 	}
 	pthread_mutex_unlock(&pg->lock);
@@ -337,11 +343,13 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 		pg->alloc_failures++;
 		return -ENOMEM;
 	}
-	for (unsigned int k = 0; k < pg->nsections; k++) {
-		unsigned int si = (pg->next_section + k) % pg->nsections;
+	unsigned int ns = atomic_load(&pg->nsections);
+
+	for (unsigned int k = 0; k < ns; k++) {
+		unsigned int si = (pg->next_section + k) % ns;
 		struct uhmm__section *s = section_at(pg, si);
 
-		if (!s || !s->live || s->nfree < n)
+		if (!s || !atomic_load(&s->live) || s->nfree < n)
 			continue;
 		if (n == SECTION_PAGES) {
 			for (unsigned int i = 0; i < SECTION_PAGES; i++)
@@ -563,10 +571,11 @@ void uhmm__pagemap_reap(struct uhmm_pagemap *pg)
 		bool found = false;
 
 		pthread_mutex_lock(&pg->lock);
-		for (unsigned int si = 0; si < pg->nsections && !found; si++) {
+		for (unsigned int si = 0; si < atomic_load(&pg->nsections) && !found; si++) {
 			struct uhmm__section *s = section_at(pg, si);
 
-			for (unsigned int i = 0; s && s->live && i < SECTION_PAGES && !found; i++) {
+			for (unsigned int i = 0; s && atomic_load(&s->live) && i < SECTION_PAGES && !found;
+			     i++) {
 				if (s->desc[i].flags & UHMM__DPAGE_DEFERRED) {
 					s->desc[i].flags &= ~UHMM__DPAGE_DEFERRED;
 					pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES + i);
@@ -588,12 +597,16 @@ void uhmm__pagemap_reap(struct uhmm_pagemap *pg)
 
 UHMM__EXPORT void *uhmm_pagemap_page_addr(struct uhmm_pagemap *pg, uint64_t pfn)
 {
+	struct uhmm__dpage *d;
 	void *p;
 
 	if (!pg)
 		return NULL;
 	pthread_mutex_lock(&pg->lock);
 	p = uhmm__dpage_storage(pg, pfn);
+	d = p ? uhmm__dpage(pg, pfn) : NULL;
+	if (d)
+		d->flags |= UHMM__DPAGE_DIRTY; /* the device may write there: scrub before reuse */
 	pthread_mutex_unlock(&pg->lock);
 	return p;
 }
@@ -640,7 +653,7 @@ UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned in
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
 	s = section_at(pg, section);
-	if (!s || !s->live) {
+	if (!s || !atomic_load(&s->live)) {
 		pthread_mutex_unlock(&pg->lock);
 		return -EINVAL;
 	}
@@ -657,7 +670,7 @@ UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned in
 		pthread_mutex_unlock(&pg->lock);
 		return -EBUSY; /* referenced from outside, or could not come home */
 	}
-	s->live = false;
+	atomic_store(&s->live, false);
 	storage = s->storage;
 	s->storage = NULL;
 	pg->pages_total -= SECTION_PAGES;
@@ -674,10 +687,10 @@ UHMM__EXPORT void uhmm_pagemap_stats(struct uhmm_pagemap *pg, struct uhmm_pagema
 		uhmm__pagemap_reap(pg);
 	pthread_mutex_lock(&pg->lock);
 	out->pages_total = pg->pages_total;
-	for (unsigned int i = 0; i < pg->nsections; i++) {
+	for (unsigned int i = 0; i < atomic_load(&pg->nsections); i++) {
 		struct uhmm__section *s = section_at(pg, i);
 
-		if (s && s->live)
+		if (s && atomic_load(&s->live))
 			out->pages_free += s->nfree;
 		if (s)
 			out->metadata_bytes += sizeof(*s);
@@ -695,10 +708,10 @@ static void usage(struct uhmm_pagemap *pg, uint64_t *holding, uint64_t *allocate
 	*holding = *allocated = 0;
 	uhmm__lock(&pg->mm->lock);
 	pthread_mutex_lock(&pg->lock);
-	for (unsigned int si = 0; si < pg->nsections; si++) {
+	for (unsigned int si = 0; si < atomic_load(&pg->nsections); si++) {
 		struct uhmm__section *s = section_at(pg, si);
 
-		for (unsigned int k = 0; s && s->live && k < SECTION_PAGES; k++) {
+		for (unsigned int k = 0; s && atomic_load(&s->live) && k < SECTION_PAGES; k++) {
 			*allocated += !!(s->desc[k].flags & UHMM__DPAGE_ALLOCATED);
 			*holding += (s->desc[k].flags & UHMM__DPAGE_ALLOCATED) && s->desc[k].ps;
 		}
@@ -709,7 +722,7 @@ static void usage(struct uhmm_pagemap *pg, uint64_t *holding, uint64_t *allocate
 
 static void release_memory(struct uhmm_pagemap *pg)
 {
-	for (unsigned int i = 0; i < pg->nsections; i++) {
+	for (unsigned int i = 0; i < atomic_load(&pg->nsections); i++) {
 		struct uhmm__section *s = section_at(pg, i);
 
 		if (s && s->storage)
@@ -735,7 +748,7 @@ UHMM__EXPORT int uhmm_pagemap_free(struct uhmm_pagemap *pg)
 		return 0;
 	}
 	/* Nothing is lost: every page holding data for the mm comes home. */
-	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)pg->nsections * SECTION_PAGES);
+	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)atomic_load(&pg->nsections) * SECTION_PAGES);
 	uhmm__pagemap_reap(pg);
 	pthread_mutex_lock(&pg->lock);
 	while (pg->callbacks) /* page_free calls still running: they end */
@@ -760,7 +773,7 @@ UHMM__EXPORT unsigned long uhmm_pagemap_evict(struct uhmm_pagemap *pg)
 
 	if (!pg)
 		return 0;
-	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)pg->nsections * SECTION_PAGES);
+	uhmm__pagemap_evict(pg, uhmm__pfn(pg->slot, 0), (uint64_t)atomic_load(&pg->nsections) * SECTION_PAGES);
 	usage(pg, &holding, &allocated);
 	return holding;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * io.c - descriptors uhmm owns: read, write, poll, close, dup, eventfd,
- * fstat. Raw system calls: libuhmm interposes read/write (kaccess.c) and
+ * io.c - descriptors uhmm owns: read, write, poll, close, dup, eventfd.
+ * Raw system calls: libuhmm interposes read/write (kaccess.c) and
  * close (fdguard.c) for the program's sake, and uhmm's own uses of its own
  * descriptors must not pass through those. Async-signal-safe.
  */
@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,16 +49,4 @@ int uhmm__sys_dup(int fd)
 int uhmm__sys_eventfd(void)
 {
 	return (int)neg(syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
-}
-
-int uhmm__sys_fd_id(int fd, uint64_t *dev, uint64_t *ino)
-{
-	struct stat st;
-	int r = (int)neg(syscall(SYS_fstat, fd, &st));
-
-	if (!r) {
-		*dev = st.st_dev;
-		*ino = st.st_ino;
-	}
-	return r;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sync.c - futexes, thread ids and signals to one thread. Async-signal-safe:
+ * sync.c - futexes and signals to one thread. Async-signal-safe:
  * the signal-mode fault handler sleeps on a futex.
  */
 #include <errno.h>
@@ -25,11 +25,6 @@ int uhmm__futex_wait(const unsigned int *addr, unsigned int val, long timeout_ns
 void uhmm__futex_wake(const unsigned int *addr)
 {
 	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-pid_t uhmm__gettid(void)
-{
-	return (pid_t)syscall(SYS_gettid);
 }
 
 int uhmm__sys_tgkill(pid_t tgid, pid_t tid, int sig)

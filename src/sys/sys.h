@@ -139,8 +139,6 @@ int uhmm__sys_close(int fd);
 int uhmm__sys_dup(int fd);
 /* A non-blocking, close-on-exec eventfd. Return it or -errno. */
 int uhmm__sys_eventfd(void);
-/* The file identity behind @fd (fstat). 0 or -errno. */
-int uhmm__sys_fd_id(int fd, uint64_t *dev, uint64_t *ino);
 
 /* --- threads (sync.c) ------------------------------------------------------ */
 
@@ -149,8 +147,6 @@ int uhmm__sys_fd_id(int fd, uint64_t *dev, uint64_t *ino);
 int uhmm__futex_wait(const unsigned int *addr, unsigned int val, long timeout_ns);
 /* Wake every thread sleeping on @addr. */
 void uhmm__futex_wake(const unsigned int *addr);
-/* A thread id (gettid). */
-pid_t uhmm__gettid(void);
 /* Send @sig to thread @tid of process @tgid. 0 or -errno. */
 int uhmm__sys_tgkill(pid_t tgid, pid_t tid, int sig);
 

@@ -196,6 +196,8 @@ static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt
 	_exit(1);
 }
 
+static bool next_run(size_t r, size_t *pg, size_t end, uint8_t need, size_t *a, size_t *b);
+
 static char *map_region(size_t r, bool alloc)
 {
 	size_t len = region_pages[r] * PG;
@@ -240,13 +242,23 @@ static void region_new(size_t r, bool alloc)
 		fail("mdev_init");
 }
 
+/* Unmap what of the region is still mapped: a hole may hold someone else's memory by now. */
+static void unmap_mapped(size_t r)
+{
+	struct region *g = &w.reg[r];
+	size_t pg = 0, a, b;
+
+	while (next_run(r, &pg, g->npages, MAPPED, &a, &b))
+		munmap(g->base + a * PG, (b - a) * PG);
+}
+
 static void region_drop(size_t r)
 {
 	struct region *g = &w.reg[r];
 
 	mdev_fini(&g->md);
 	if (!(g->whole && uhmm_free(w.mm, g->base, g->npages * PG) == 0))
-		munmap(g->base, g->npages * PG);
+		unmap_mapped(r);
 }
 
 /* --- checks ------------------------------------------------------------------------ */
@@ -768,7 +780,7 @@ static void world_free(void)
 	uhmm_mm_free(w.mm);
 	check_all(); /* and after teardown, as ordinary memory */
 	for (size_t r = 0; r < FUZZ_REGIONS; r++) {
-		munmap(w.reg[r].base, w.reg[r].npages * PG);
+		unmap_mapped(r);
 		free(w.reg[r].shadow);
 		free(w.reg[r].st);
 	}
