@@ -568,19 +568,24 @@ static void op_discard(size_t r, size_t first, size_t n, bool unmap)
 	}
 }
 
+/* A fresh mapping over mapped pages (a hole may hold someone else's memory by now). */
 static void op_map_fixed(size_t r, size_t first, size_t n)
 {
 	struct region *g = &w.reg[r];
-	char *p = g->base + first * PG;
+	size_t pg = first, a, b;
 
-	mirror(r, first, first + n);
-	if (mmap(p, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-		 0) != p)
-		fail("mmap(MAP_FIXED): %s", strerror(errno));
-	memset(g->shadow + first * PG, 0, n * PG);
-	memset(g->st + first, MAPPED | R | W, n);
-	g->whole = false;
-	expect_invalidated(r, first, first + n, "mmap(MAP_FIXED)");
+	while (next_run(r, &pg, first + n, MAPPED, &a, &b)) {
+		char *p = g->base + a * PG;
+
+		mirror(r, a, b);
+		if (mmap(p, (b - a) * PG, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != p)
+			fail("mmap(MAP_FIXED): %s", strerror(errno));
+		memset(g->shadow + a * PG, 0, (b - a) * PG);
+		memset(g->st + a, MAPPED | R | W, b - a);
+		g->whole = false;
+		expect_invalidated(r, a, b, "mmap(MAP_FIXED)");
+	}
 }
 
 static void op_mremap(size_t r, size_t first, size_t n, uint32_t aux)

@@ -68,6 +68,14 @@ int main(void)
 	atomic_store(&stop, 1);
 	pthread_join(th, NULL);
 	CHECK_PAGES(p, 0, NPAGES, 15);
+	/*
+	 * The children are gone, but the kernel keeps their pages marked
+	 * "maybe shared" until written: they must still migrate, every one.
+	 */
+	CHECK_EQ(test_dev(dev, TO_SYS, p, 0, NPAGES, NULL, NULL), 0);
+	CHECK_EQ(test_dev(dev, TO_DEV, p, 0, NPAGES, NULL, NULL), 0);
+	CHECK_EQ(uhmm_mm_resident(mm, (uintptr_t)p, (uintptr_t)p + NPAGES * PAGE_SIZE, NULL), NPAGES);
+	CHECK_PAGES(p, 0, NPAGES, 15);
 	uhmm_refdev_free(dev);
 	uhmm_mm_free(mm);
 	return 0;
