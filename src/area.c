@@ -177,6 +177,7 @@ int uhmm__areas_cut(struct uhmm__areas *t, uintptr_t start, uintptr_t end,
 	memmove(&t->v[i + nkeep], &t->v[j], (t->n - j) * sizeof(t->v[0]));
 	memcpy(&t->v[i], keep, nkeep * sizeof(keep[0]));
 	t->n = t->n - nin + nkeep;
+	t->cuts++;
 	return 0;
 }
 

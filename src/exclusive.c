@@ -69,7 +69,7 @@ static int store_alloc(struct uhmm_pagemap *st, int oi, uint64_t *pfn)
 		r = uhmm__pagemap_alloc(st, 1, pfn);
 	if (!r) {
 		pthread_mutex_lock(&st->lock);
-		uhmm__dpage(st, *pfn)->flags |= (uint32_t)oi << UHMM__DPAGE_OWNER_SHIFT;
+		uhmm__dpage(st, *pfn)->owner = (uint8_t)oi;
 		pthread_mutex_unlock(&st->lock);
 	}
 	return r;
@@ -86,7 +86,7 @@ static bool held_by(struct uhmm_mm *mm, struct uhmm__ps v, int oi)
 		return false;
 	pthread_mutex_lock(&st->lock);
 	d = uhmm__dpage(st, uhmm__ps_pfn(v));
-	r = d && (int)(d->flags >> UHMM__DPAGE_OWNER_SHIFT) == oi;
+	r = d && d->owner == oi;
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }

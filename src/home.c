@@ -233,8 +233,8 @@ static uintptr_t holder(struct uhmm_pagemap *pg, uint64_t pfn)
 	uhmm__lock(&mm->lock);
 	pthread_mutex_lock(&pg->lock);
 	d = uhmm__dpage(pg, pfn);
-	if (d && (d->flags & UHMM__DPAGE_ALLOCATED) && d->ps)
-		addr = uhmm__ps_addr(mm, d->ps);
+	if (d && (uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED) && uhmm__dpage_ps(d))
+		addr = uhmm__ps_addr(mm, uhmm__dpage_ps(d));
 	pthread_mutex_unlock(&pg->lock);
 	uhmm__unlock(&mm->lock);
 	return addr;

@@ -195,6 +195,11 @@ struct uhmm__area {
 struct uhmm__areas {
 	struct uhmm__area *v;
 	size_t n, cap;
+	/*
+	 * Bumped by every cut (unmanage, unmap, the source of an mremap): while
+	 * it stays the same, every word is still at the address it had.
+	 */
+	uint64_t cuts;
 };
 
 /* The area containing @addr, or NULL. Under mm->lock. */
@@ -280,26 +285,68 @@ struct uhmm__own_zap {
 /* --- device memory (pagemap.c) --------------------------------------------- */
 
 #define UHMM__DPAGE_ALLOCATED 0x1u
-#define UHMM__DPAGE_DIRTY 0x2u	 /* host storage may hold data: scrub before reuse */
-#define UHMM__DPAGE_CLAIMED 0x4u /* given as a migration's destination, not yet placed */
-#define UHMM__DPAGE_DEFERRED 0x8u /* a put is owed (a put list could not grow) */
-#define UHMM__DPAGE_OWNER_SHIFT 8 /* exclusive store: the owner's index, bits 8..15 */
+#define UHMM__DPAGE_DIRTY 0x2u	  /* host storage may hold data: scrub before reuse */
+#define UHMM__DPAGE_DEFERRED 0x4u /* a put is owed (a put list could not grow) */
 
 /*
- * A device page's descriptor: 16 bytes (the budget). @ps points at the
- * page-state word of the managed page whose data the device page holds (its
- * reverse map), NULL when none; written by pstate.c only, under mm->lock.
- * While the page is free, @next_free links the section's free list instead.
+ * A device page's descriptor: 16 bytes (the budget).
+ *
+ * @refs, @flags and @owner (the exclusive store's owner index) belong to
+ * the pagemap lock: only its holder writes them, with plain stores (no
+ * locked instruction per page); @flags may be read without it (asserts,
+ * statistics), hence relaxed atomics.
+ *
+ * @ps points at the page-state word of the managed page whose data the
+ * device page holds (its reverse map), NULL when none; written by pstate.c
+ * under mm->lock. @claimed marks a migration's destination not placed yet:
+ * set holding both mm->lock and the pagemap lock, cleared holding either
+ * (placed, under mm->lock; released or handed out, under the pagemap
+ * lock), so a set never races a clear. While the page is free, @next_free
+ * links the section's free list instead (pagemap lock).
  */
 struct uhmm__dpage {
-	atomic_uint refs;
-	uint32_t flags; /* under pagemap->lock */
+	unsigned int refs;
+	_Atomic uint16_t flags;
+	uint8_t owner;
+	_Atomic uint8_t claimed;
 	union {
-		struct uhmm__ps *ps;
+		_Atomic(struct uhmm__ps *) ps;
 		uint64_t next_free;
 	};
 };
 _Static_assert(sizeof(struct uhmm__dpage) == 16, "16 bytes per device page");
+
+static inline unsigned int uhmm__dflags(const struct uhmm__dpage *d)
+{
+	return atomic_load_explicit(&d->flags, memory_order_relaxed);
+}
+
+/* Under the pagemap lock, the flags' only writer: set and clear bits. */
+static inline void uhmm__dflags_set(struct uhmm__dpage *d, unsigned int set, unsigned int clear)
+{
+	atomic_store_explicit(&d->flags, (uint16_t)((uhmm__dflags(d) & ~clear) | set),
+			      memory_order_relaxed);
+}
+
+static inline struct uhmm__ps *uhmm__dpage_ps(const struct uhmm__dpage *d)
+{
+	return atomic_load_explicit(&d->ps, memory_order_relaxed);
+}
+
+static inline void uhmm__dpage_set_ps(struct uhmm__dpage *d, struct uhmm__ps *p)
+{
+	atomic_store_explicit(&d->ps, p, memory_order_relaxed);
+}
+
+static inline bool uhmm__dpage_claimed(const struct uhmm__dpage *d)
+{
+	return atomic_load_explicit(&d->claimed, memory_order_relaxed);
+}
+
+static inline void uhmm__dpage_set_claimed(struct uhmm__dpage *d, bool c)
+{
+	atomic_store_explicit(&d->claimed, c, memory_order_relaxed);
+}
 
 #define UHMM__SECTION_PAGES 512u
 #define UHMM__NO_PAGE UINT64_MAX
@@ -345,10 +392,46 @@ struct uhmm_pagemap {
 /* 4 KiB of zeros (fault.c): the source of zero fills and device scrubs. */
 extern const char uhmm__zero_page[UHMM__PAGE_SIZE];
 
-struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn);
-void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn);
-/* The pagemap a pfn belongs to, if attached to @mm. Under mm->lock. */
-struct uhmm_pagemap *uhmm__pagemap_of(struct uhmm_mm *mm, uint64_t pfn);
+/* Section @si of @pg, if created. Lock-free (release/acquire with add_memory). */
+static inline struct uhmm__section *uhmm__section_at(struct uhmm_pagemap *pg, uint64_t si)
+{
+	struct uhmm__section **leaf;
+
+	if (si >= atomic_load_explicit(&pg->nsections, memory_order_acquire))
+		return NULL;
+	leaf = pg->dir[si / UHMM__SECTION_LEAF];
+	return leaf ? leaf[si % UHMM__SECTION_LEAF] : NULL;
+}
+
+/* The live section holding @pfn, if @pfn is a page of @pg. */
+static inline struct uhmm__section *uhmm__section_of(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__section *s;
+
+	if (uhmm__pfn_slot(pfn) != pg->slot)
+		return NULL;
+	s = uhmm__section_at(pg, uhmm__pfn_index(pfn) / UHMM__SECTION_PAGES);
+	return s && atomic_load_explicit(&s->live, memory_order_acquire) ? s : NULL;
+}
+
+/* The descriptor of @pfn, if a page of a live section of @pg. */
+static inline struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__section *s = uhmm__section_of(pg, pfn);
+
+	return s ? &s->desc[uhmm__pfn_index(pfn) % UHMM__SECTION_PAGES] : NULL;
+}
+
+/* The host storage of @pfn, or NULL. */
+static inline void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__section *s = uhmm__section_of(pg, pfn);
+
+	if (!s || !s->storage)
+		return NULL;
+	return s->storage + (uhmm__pfn_index(pfn) % UHMM__SECTION_PAGES) * UHMM__PAGE_SIZE;
+}
+
 /* Allocate @n (1, or 512 for a whole section) contiguous pages, zeroed. */
 int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn);
 /* Tests: make the next allocation of @pg fail (a device out of memory). */
@@ -357,16 +440,23 @@ void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg);
 void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty);
 /*
  * Claim @pfn as a migration's destination: it must be an allocated page of
- * @pg holding no data and not claimed already. Return 0 or -EINVAL.
+ * @pg holding no data and not claimed already. Return 0 or -EINVAL. Under
+ * mm->lock and pg->lock (callers hold pg->lock across a run of claims).
  */
-int uhmm__dpage_claim(struct uhmm_pagemap *pg, uint64_t pfn);
+int uhmm__dpage_claim_locked(struct uhmm_pagemap *pg, uint64_t pfn);
 void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn);
+/*
+ * Drop a reference with pg->lock held. True when the page was freed and
+ * the device's page_free is owed: call uhmm__page_free_notify() once the
+ * lock is dropped (pg->callbacks counts it until then). The caller
+ * broadcasts pg->cond.
+ */
+bool uhmm__page_put_locked(struct uhmm_pagemap *pg, uint64_t pfn);
+void uhmm__page_free_notify(struct uhmm_pagemap *pg, uint64_t pfn);
 /* Is the host storage of @pfn backed (a page is mapped there)? */
 bool uhmm__storage_backed(struct uhmm_pagemap *pg, uint64_t pfn);
 /* Bring home the pages of [first, first+n) of @pg that hold data. */
 void uhmm__pagemap_evict(struct uhmm_pagemap *pg, uint64_t first, uint64_t n);
-/* The owner of the pagemap in @slot (1..255), or NULL. Under mm->lock. */
-void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot);
 /* Give a pagemap a slot (1..255) in the mm; return it or -ENOSPC. */
 int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
 void uhmm__pagemap_detach(struct uhmm_mm *mm, struct uhmm_pagemap *pg);
@@ -598,5 +688,48 @@ void *uhmm__malloc(size_t size);
 void *uhmm__calloc(size_t n, size_t size);
 void *uhmm__realloc(void *p, size_t size);
 void uhmm__free(void *p);
+
+/* --- hot lookups that need struct uhmm_mm ---------------------------------- */
+
+/* The pagemap a pfn belongs to, if attached to @mm. Under mm->lock. */
+static inline struct uhmm_pagemap *uhmm__pagemap_of(struct uhmm_mm *mm, uint64_t pfn)
+{
+	unsigned int slot = uhmm__pfn_slot(pfn);
+
+	return slot && slot <= UHMM__PFN_MAX_SLOT ? mm->pagemaps[slot] : NULL;
+}
+
+/* The owner of the pagemap in @slot (1..255), or NULL. Under mm->lock. */
+static inline void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot)
+{
+	return slot && slot <= UHMM__PFN_MAX_SLOT && mm->pagemaps[slot] ?
+		       mm->pagemaps[slot]->cfg.owner :
+		       NULL;
+}
+
+static inline bool uhmm__ps_iter_next(struct uhmm__ps_iter *it, uintptr_t *addr,
+				      struct uhmm__area **area, struct uhmm__ps **p)
+{
+	struct uhmm__areas *t = &it->mm->areas;
+
+	while (it->ai < t->n && it->addr < it->end) {
+		struct uhmm__area *a = &t->v[it->ai];
+
+		if (it->addr >= a->end) {
+			it->ai++;
+			continue;
+		}
+		if (it->addr < a->start)
+			it->addr = a->start;
+		if (it->addr >= it->end)
+			break;
+		*addr = it->addr;
+		*area = a;
+		*p = &a->blk->ps[a->blk_off + ((it->addr - a->start) >> UHMM__PAGE_SHIFT)];
+		it->addr += UHMM__PAGE_SIZE;
+		return true;
+	}
+	return false;
+}
 
 #endif /* UHMM_INTERNAL_H */

@@ -135,6 +135,8 @@ static void mig_free(struct uhmm_migrate *m, struct mig *g)
 /* Keep @b alive while we point into it. Under mm->lock. */
 static bool hold_block(struct mig *g, struct uhmm__psblock *b)
 {
+	if (g->nblks && g->blks[g->nblks - 1] == b)
+		return true; /* the common case: the page before was in it too */
 	for (size_t i = 0; i < g->nblks; i++)
 		if (g->blks[i] == b)
 			return true;
@@ -203,6 +205,7 @@ static unsigned long select_pages(struct uhmm_migrate *m, struct mig *g)
 	unsigned long n = 0;
 
 	uhmm__lock(&mm->lock);
+	g->cuts = mm->areas.cuts;
 	uhmm__ps_iter_init(&it, mm, m->start, m->end);
 	while (uhmm__ps_iter_next(&it, &addr, &a, &p)) {
 		unsigned long i = (addr - m->start) >> UHMM__PAGE_SHIFT;
@@ -398,60 +401,89 @@ UHMM__EXPORT unsigned long uhmm_migrate_sys_pfn(struct uhmm_migrate *m, unsigned
 
 /* --- destinations --------------------------------------------------------------- */
 
-/* Claim device page @pfn for entry @i. 0 or -EINVAL. */
-static int claim_device(struct uhmm_migrate *m, struct mig *g, unsigned long i, uint64_t pfn)
+/* The device replaced destination @pfn it gave earlier: it goes back. */
+static void release_replaced(struct uhmm_migrate *m, uint64_t pfn)
 {
-	struct mig_page *mp = &g->pg[i];
-	struct uhmm_pagemap *pg;
+	struct uhmm_pagemap *old;
 
-	if (mp->dst_pfn == pfn)
-		return 0; /* claimed by an earlier step */
 	uhmm__lock(&m->mm->lock);
-	pg = uhmm__pagemap_of(m->mm, pfn);
+	old = uhmm__pagemap_of(m->mm, pfn);
 	uhmm__unlock(&m->mm->lock);
-	/* The exclusive store takes pages only from exclusive.c. */
-	if (!pg || (pg == m->mm->excl_store) != (g->event == UHMM_NOTIFY_EXCLUSIVE))
-		return -EINVAL;
-	if (uhmm__dpage_claim(pg, pfn))
-		return -EINVAL; /* free, foreign, holding data, or given twice */
-	if (mp->dst_pfn) {
-		/* The device replaced a destination it gave: the old one goes back. */
-		struct uhmm_pagemap *old;
-
-		uhmm__lock(&m->mm->lock);
-		old = uhmm__pagemap_of(m->mm, mp->dst_pfn);
-		uhmm__unlock(&m->mm->lock);
-		if (old) {
-			uhmm__dpage_unclaim(old, mp->dst_pfn);
-			uhmm_page_put(old, mp->dst_pfn);
-		}
+	if (old) {
+		uhmm__dpage_unclaim(old, pfn);
+		uhmm_page_put(old, pfn);
 	}
-	mp->dst_pfn = pfn;
-	return 0;
 }
 
+/*
+ * Claim every destination not claimed yet. Under mm->lock (the page's
+ * back-pointer, holding data or not, is read there), and one pagemap lock
+ * held across a run of pages of that pagemap.
+ */
 int uhmm__migrate_claim(struct uhmm_migrate *m)
 {
+	struct uhmm_mm *mm = m->mm;
+	struct uhmm_pagemap *held = NULL;
 	struct mig *g = M(m);
+	bool locked = false;
 	int r = 0;
 
 	for (unsigned long i = 0; i < m->npages; i++) {
 		unsigned long d = m->dst[i];
+		uint64_t pfn = uhmm_migrate_pfn_frame(d), replaced;
 		struct mig_page *mp = &g->pg[i];
+		struct uhmm_pagemap *pg;
 
 		if (!mp->ps || !(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) ||
 		    !(d & UHMM_MIGRATE_PFN_VALID))
 			continue;
-		if (mp->sel == SEL_SYS) {
-			/* To a device page; system to system is not offered. */
-			if (!(d & UHMM_MIGRATE_PFN_DEVICE) ||
-			    claim_device(m, g, i, uhmm_migrate_pfn_frame(d)))
-				r = -EINVAL; /* go on: what can be claimed is released later */
-		} else if ((d & UHMM_MIGRATE_PFN_DEVICE) ||
-			   uhmm_migrate_pfn_frame(d) != mig_stage(g, i) >> UHMM__PAGE_SHIFT) {
-			r = -EINVAL; /* home goes through the page uhmm prepared */
+		if (mp->sel != SEL_SYS) {
+			/* Home goes through the page uhmm prepared. */
+			if ((d & UHMM_MIGRATE_PFN_DEVICE) || pfn != mig_stage(g, i) >> UHMM__PAGE_SHIFT)
+				r = -EINVAL;
+			continue;
+		}
+		/* To a device page; system to system is not offered. */
+		if (!(d & UHMM_MIGRATE_PFN_DEVICE)) {
+			r = -EINVAL;
+			continue;
+		}
+		if (mp->dst_pfn == pfn)
+			continue; /* claimed by an earlier step */
+		if (!locked) {
+			uhmm__lock(&mm->lock); /* only when there is something to claim */
+			locked = true;
+		}
+		pg = uhmm__pagemap_of(mm, pfn);
+		/* The exclusive store takes pages only from exclusive.c. */
+		if (!pg || (pg == mm->excl_store) != (g->event == UHMM_NOTIFY_EXCLUSIVE)) {
+			r = -EINVAL; /* go on: what can be claimed is released later */
+			continue;
+		}
+		if (pg != held) {
+			if (held)
+				pthread_mutex_unlock(&held->lock);
+			held = pg;
+			pthread_mutex_lock(&pg->lock);
+		}
+		if (uhmm__dpage_claim_locked(pg, pfn)) {
+			r = -EINVAL; /* free, foreign, holding data, or given twice */
+			continue;
+		}
+		replaced = mp->dst_pfn;
+		mp->dst_pfn = pfn;
+		if (replaced) {
+			pthread_mutex_unlock(&held->lock);
+			held = NULL;
+			uhmm__unlock(&mm->lock);
+			locked = false;
+			release_replaced(m, replaced);
 		}
 	}
+	if (held)
+		pthread_mutex_unlock(&held->lock);
+	if (locked)
+		uhmm__unlock(&mm->lock);
 	return r;
 }
 
@@ -468,8 +500,9 @@ static void complete_copies(struct uhmm_migrate *m, struct mig *g)
 		struct uhmm_pagemap *pg;
 
 		if (!mp->ps || !(m->dst[i] & UHMM_MIGRATE_PFN_VALID) ||
-		    !(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE))
-			continue;
+		    !(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) ||
+		    !(mp->sel == SEL_SYS ? mp->where == W_STAGED : mp->where == W_SRC))
+			continue; /* the data is where it goes already */
 		uhmm__lock(&m->mm->lock);
 		pg = uhmm__pagemap_of(m->mm, mp->sel == SEL_SYS ? mp->dst_pfn : mp->src_pfn);
 		uhmm__unlock(&m->mm->lock);
@@ -482,23 +515,41 @@ static void complete_copies(struct uhmm_migrate *m, struct mig *g)
 	}
 }
 
+/* Pages committed to and from one pagemap, added to its counters at once. */
+struct tally {
+	struct uhmm_pagemap *pg;
+	uint64_t to, from, faults;
+};
+
+static void tally_flush(struct tally *t)
+{
+	if (!t->pg)
+		return;
+	pthread_mutex_lock(&t->pg->lock);
+	t->pg->migrated_to += t->to;
+	t->pg->migrated_from += t->from;
+	t->pg->faults += t->faults;
+	pthread_mutex_unlock(&t->pg->lock);
+	*t = (struct tally){ 0 };
+}
+
 /*
  * Count a committed page on its pagemap; the page at fault_page is a CPU
  * fault (counted before finalize wakes the faulting thread).
  */
-static void count(struct uhmm_pagemap *pg, bool to_device, bool fault)
+static void count(struct tally *t, struct uhmm_pagemap *pg, bool to_device, bool fault)
 {
-	pthread_mutex_lock(&pg->lock);
-	if (to_device)
-		pg->migrated_to++;
-	else
-		pg->migrated_from++;
-	pg->faults += fault;
-	pthread_mutex_unlock(&pg->lock);
+	if (t->pg != pg)
+		tally_flush(t);
+	t->pg = pg;
+	t->to += to_device;
+	t->from += !to_device;
+	t->faults += fault;
 }
 
 UHMM__EXPORT int uhmm_migrate_pages(struct uhmm_migrate *m)
 {
+	struct tally t = { 0 };
 	struct uhmm_mm *mm;
 	struct mig *g;
 
@@ -527,16 +578,17 @@ UHMM__EXPORT int uhmm_migrate_pages(struct uhmm_migrate *m)
 			else
 				uhmm__ps_commit_device(mm, mp->ps, mp->dst_pfn);
 			mp->where = W_DST;
-			count(pg, true, false);
+			count(&t, pg, true, false);
 		} else {
 			pg = uhmm__pagemap_of(mm, mp->src_pfn);
 			uhmm__ps_commit_cpu(mm, mp->ps);
 			mp->where = W_STAGED; /* home is the staging page, until finalize */
 			if (pg)
-				count(pg, false, m->fault_page == m->start + (i << UHMM__PAGE_SHIFT));
+				count(&t, pg, false, m->fault_page == m->start + (i << UHMM__PAGE_SHIFT));
 		}
 		mp->committed = true;
 	}
+	tally_flush(&t); /* mm->lock -> pagemap lock: the order allows it */
 	uhmm__unlock(&mm->lock);
 	for (unsigned long i = 0; i < m->npages; i++)
 		if (!g->pg[i].committed)
@@ -626,13 +678,14 @@ static void settle(struct uhmm_migrate *m, struct mig *g)
 static void wake(struct uhmm_migrate *m, struct mig *g)
 {
 	struct uhmm_mm *mm = m->mm;
+	struct uhmm__area *hint = NULL;
 
 	uhmm__uffd_wake(mm->uffd, m->start, m->end - m->start);
 	uhmm__lock(&mm->lock); /* UFFDIO_WAKE never blocks */
-	for (unsigned long i = 0; i < m->npages; i++) {
+	for (unsigned long i = 0; !mig_all_home(g) && i < m->npages; i++) {
 		uintptr_t expect = m->start + (i << UHMM__PAGE_SHIFT), addr;
 
-		if (!g->pg[i].ps || uhmm__ps_lookup(mm, expect, NULL) == g->pg[i].ps)
+		if (!g->pg[i].ps || uhmm__ps_lookup_near(mm, expect, &hint) == g->pg[i].ps)
 			continue;
 		addr = uhmm__ps_addr(mm, g->pg[i].ps);
 		if (addr)
@@ -640,6 +693,30 @@ static void wake(struct uhmm_migrate *m, struct mig *g)
 	}
 	uhmm__unlock(&mm->lock);
 	uhmm__migration_wake(mm);
+}
+
+/* Drop the device pages settle() recorded, one pagemap lock per run. */
+static void put_released(struct uhmm_migrate *m, struct mig *g)
+{
+	for (unsigned long i = 0; i < m->npages;) {
+		struct uhmm_pagemap *pg = g->pg[i].put_pg;
+		unsigned long j = i;
+
+		if (!g->pg[i].put || !pg) {
+			i++;
+			continue;
+		}
+		pthread_mutex_lock(&pg->lock);
+		for (; j < m->npages && (!g->pg[j].put || g->pg[j].put_pg == pg); j++)
+			if (g->pg[j].put)
+				g->pg[j].notify = uhmm__page_put_locked(pg, g->pg[j].put);
+		pthread_cond_broadcast(&pg->cond);
+		pthread_mutex_unlock(&pg->lock);
+		/* The device learns of freed pages outside the lock (it may allocate). */
+		for (; i < j; i++)
+			if (g->pg[i].put && g->pg[i].notify)
+				uhmm__page_free_notify(pg, g->pg[i].put);
+	}
 }
 
 UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
@@ -658,9 +735,7 @@ UHMM__EXPORT void uhmm_migrate_finalize(struct uhmm_migrate *m)
 		settle(m, g);
 		uhmm__unlock(&mm->lock);
 		/* Released before anyone waiting resumes: what it sees is settled. */
-		for (unsigned long i = 0; i < m->npages; i++)
-			if (g->pg[i].put && g->pg[i].put_pg)
-				uhmm_page_put(g->pg[i].put_pg, g->pg[i].put);
+		put_released(m, g);
 		wake(m, g);
 	}
 	mig_free(m, g);

@@ -41,6 +41,7 @@ struct mig_page {
 	bool committed;	     /* uhmm_migrate_pages() made it live at its destination */
 	bool ro_copy;	     /* isolated by copying (read-only mapping): zap the original */
 	bool cow_broken;     /* isolation made it exclusively ours once (move.c) */
+	bool notify;	     /* finalize: the device's page_free is owed for put */
 	uint64_t put;	     /* finalize: a device page to release after unlocking, or 0 */
 	struct uhmm_pagemap *put_pg;
 };
@@ -71,6 +72,7 @@ struct mig {
 	bool in_signal;			/* in the SIGBUS handler: never allocate or read events */
 	bool heap;			/* this struct was allocated by setup */
 	bool gated;			/* inside the fork gate */
+	uint64_t cuts;			/* mm->areas.cuts when the pages were selected */
 	struct mig_page inline_pg[MIG_INLINE];
 	struct uhmm__psblock *inline_blks[MIG_INLINE_BLKS];
 };
@@ -84,6 +86,15 @@ static inline struct mig *M(struct uhmm_migrate *m)
 static inline uintptr_t mig_stage(const struct mig *g, unsigned long i)
 {
 	return (uintptr_t)g->st.base + (i << UHMM__PAGE_SHIFT);
+}
+
+/*
+ * Is every selected page still at its home address (no cut of the area
+ * table since selection)? Under mm->lock. When not, look each one up.
+ */
+static inline bool mig_all_home(const struct mig *g)
+{
+	return g->cuts == g->mm->areas.cuts;
 }
 
 /*

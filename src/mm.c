@@ -462,11 +462,6 @@ size_t uhmm__mm_metadata(struct uhmm_mm *mm, size_t *managed_pages)
 	return bytes;
 }
 
-void *uhmm__pagemap_owner(struct uhmm_mm *mm, unsigned int slot)
-{
-	return slot && slot < 256 && mm->pagemaps[slot] ? mm->pagemaps[slot]->cfg.owner : NULL;
-}
-
 int uhmm__pagemap_attach(struct uhmm_mm *mm, struct uhmm_pagemap *pg)
 {
 	int r = -ENOSPC;

@@ -78,7 +78,7 @@ static bool still_home(struct uhmm_migrate *m, unsigned long i)
 {
 	struct uhmm__ps *p = M(m)->pg[i].ps;
 
-	return uhmm__ps_lookup(m->mm, home_of(m, i), NULL) == p &&
+	return (mig_all_home(M(m)) || uhmm__ps_lookup(m->mm, home_of(m, i), NULL) == p) &&
 	       !uhmm__ps_discarded(uhmm__ps_load(p));
 }
 
@@ -277,14 +277,17 @@ static uintptr_t data_of(struct uhmm_migrate *m, unsigned long k)
 	return pg ? (uintptr_t)uhmm__dpage_storage(pg, mp->dst_pfn) : 0;
 }
 
-/* The current address of entry @k, 0 if gone or discarded. Under mm->lock. */
-static uintptr_t addr_of(struct uhmm_migrate *m, unsigned long k)
+/*
+ * The current address of entry @k, 0 if gone or discarded. Under mm->lock,
+ * @hint as for uhmm__ps_lookup_near().
+ */
+static uintptr_t addr_of(struct uhmm_migrate *m, unsigned long k, struct uhmm__area **hint)
 {
 	struct uhmm__ps *p = M(m)->pg[k].ps;
 
 	if (uhmm__ps_discarded(uhmm__ps_load(p)))
 		return 0;
-	if (uhmm__ps_lookup(m->mm, home_of(m, k), NULL) == p)
+	if (mig_all_home(M(m)) || uhmm__ps_lookup_near(m->mm, home_of(m, k), hint) == p)
 		return home_of(m, k);
 	return uhmm__ps_addr(m->mm, p);
 }
@@ -355,16 +358,24 @@ static void storage_emptied(struct uhmm_migrate *m, unsigned long k, unsigned lo
 {
 	struct mig *g = M(m);
 
-	for (unsigned long x = k; x < e; x++) {
+	while (k < e) {
 		struct uhmm_pagemap *pg;
+		uint64_t pfn = g->pg[k].dst_pfn;
+		unsigned long x = k + 1;
 
-		if (g->pg[x].where != W_DST)
+		if (g->pg[k].where != W_DST) {
+			k++;
 			continue;
+		}
+		/* A run of consecutive device pages is marked at once. */
+		while (x < e && g->pg[x].where == W_DST && g->pg[x].dst_pfn == pfn + (x - k))
+			x++;
 		uhmm__lock(&m->mm->lock);
-		pg = uhmm__pagemap_of(m->mm, g->pg[x].dst_pfn);
+		pg = uhmm__pagemap_of(m->mm, pfn);
 		uhmm__unlock(&m->mm->lock);
 		if (pg)
-			uhmm__dpage_mark(pg, g->pg[x].dst_pfn, 1, false);
+			uhmm__dpage_mark(pg, pfn, x - k, false);
+		k = x;
 	}
 }
 
@@ -375,14 +386,16 @@ void uhmm__move_home(struct uhmm_migrate *m, unsigned long i, unsigned long j)
 
 	uhmm__assert(uhmm__held(&mm->event_lock));
 	while (i < j) {
+		struct uhmm__area *hint = NULL;
 		uintptr_t dst, src, lim;
 		unsigned long e = i + 1, moved;
 
 		uhmm__lock(&mm->lock);
-		dst = addr_of(m, i);
+		dst = addr_of(m, i, &hint);
 		src = data_of(m, i);
 		/* The run: contiguous at both ends, every page still wanted. */
-		while (dst && src && e < j && addr_of(m, e) == dst + ((e - i) << UHMM__PAGE_SHIFT) &&
+		while (dst && src && e < j &&
+		       addr_of(m, e, &hint) == dst + ((e - i) << UHMM__PAGE_SHIFT) &&
 		       data_of(m, e) == src + ((e - i) << UHMM__PAGE_SHIFT))
 			e++;
 		uhmm__unlock(&mm->lock);

@@ -24,9 +24,10 @@
  * device (uhmm_pagemap_page_addr, uhmm_device_exclusive_addr), since the
  * device may write there directly.
  *
- * Locking: pgmap->lock guards sections, free lists, descriptor flags and
- * counters; reference counts are atomics (get/put may race); the reverse
- * map is written under mm->lock (pstate.c).
+ * Locking: pgmap->lock guards sections, free lists, descriptors'
+ * reference counts and flags, and the counters; the reverse map is written
+ * under mm->lock (pstate.c); internal.h says who writes what of a
+ * descriptor.
  *
  * Teardown reports, it never hangs: uhmm_pagemap_free() brings every page
  * home, and returns -EBUSY, leaving the pagemap working, when a page could
@@ -41,50 +42,6 @@
 
 #define SECTION_PAGES UHMM__SECTION_PAGES
 #define MAX_SECTIONS (UHMM__SECTION_DIR * UHMM__SECTION_LEAF)
-
-static struct uhmm__section *section_at(struct uhmm_pagemap *pg, uint64_t si)
-{
-	struct uhmm__section **leaf;
-
-	if (si >= atomic_load_explicit(&pg->nsections, memory_order_acquire))
-		return NULL;
-	leaf = pg->dir[si / UHMM__SECTION_LEAF];
-	return leaf ? leaf[si % UHMM__SECTION_LEAF] : NULL;
-}
-
-/* The live section holding @pfn, if @pfn is a page of @pg. */
-static struct uhmm__section *section_of(struct uhmm_pagemap *pg, uint64_t pfn)
-{
-	struct uhmm__section *s;
-
-	if (uhmm__pfn_slot(pfn) != pg->slot)
-		return NULL;
-	s = section_at(pg, uhmm__pfn_index(pfn) / SECTION_PAGES);
-	return s && atomic_load_explicit(&s->live, memory_order_acquire) ? s : NULL;
-}
-
-struct uhmm__dpage *uhmm__dpage(struct uhmm_pagemap *pg, uint64_t pfn)
-{
-	struct uhmm__section *s = section_of(pg, pfn);
-
-	return s ? &s->desc[uhmm__pfn_index(pfn) % SECTION_PAGES] : NULL;
-}
-
-void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn)
-{
-	struct uhmm__section *s = section_of(pg, pfn);
-
-	if (!s || !s->storage)
-		return NULL;
-	return s->storage + (uhmm__pfn_index(pfn) % SECTION_PAGES) * UHMM__PAGE_SIZE;
-}
-
-struct uhmm_pagemap *uhmm__pagemap_of(struct uhmm_mm *mm, uint64_t pfn)
-{
-	unsigned int slot = uhmm__pfn_slot(pfn);
-
-	return slot && slot <= UHMM__PFN_MAX_SLOT ? mm->pagemaps[slot] : NULL;
-}
 
 UHMM__EXPORT int uhmm_pagemap_new(struct uhmm_pagemap **ret, struct uhmm_mm *mm,
 				  const struct uhmm_pagemap_config *cfg)
@@ -205,8 +162,10 @@ bool uhmm__storage_backed(struct uhmm_pagemap *pg, uint64_t pfn)
 static void section_reset(struct uhmm__section *s)
 {
 	for (unsigned int i = 0; i < SECTION_PAGES; i++) {
-		s->desc[i].flags = 0;
-		atomic_store(&s->desc[i].refs, 0);
+		atomic_store_explicit(&s->desc[i].flags, 0, memory_order_relaxed);
+		uhmm__dpage_set_claimed(&s->desc[i], false);
+		s->desc[i].owner = 0;
+		s->desc[i].refs = 0;
 		s->desc[i].next_free = i + 1 < SECTION_PAGES ? i + 1 : UHMM__NO_PAGE;
 	}
 	s->free_head = 0;
@@ -221,7 +180,7 @@ static unsigned int free_slots(struct uhmm_pagemap *pg, unsigned int *slots, uns
 	unsigned int ns = atomic_load(&pg->nsections);
 
 	for (unsigned int i = 0; i < ns && got < n; i++)
-		if (!atomic_load(&section_at(pg, i)->live))
+		if (!atomic_load(&uhmm__section_at(pg, i)->live))
 			slots[got++] = i;
 	for (unsigned int i = ns; got < n && i < MAX_SECTIONS; i++)
 		slots[got++] = i;
@@ -328,10 +287,12 @@ void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg)
 
 static void take_page(struct uhmm__dpage *d, bool *dirty)
 {
-	*dirty |= d->flags & UHMM__DPAGE_DIRTY;
-	d->flags = UHMM__DPAGE_ALLOCATED;
-	d->ps = NULL;
-	atomic_store(&d->refs, 1);
+	*dirty |= uhmm__dflags(d) & UHMM__DPAGE_DIRTY;
+	uhmm__dflags_set(d, UHMM__DPAGE_ALLOCATED, ~0u);
+	uhmm__dpage_set_claimed(d, false);
+	d->owner = 0;
+	uhmm__dpage_set_ps(d, NULL);
+	d->refs = 1;
 }
 
 /* Take one page (n == 1) or a whole free section (n == 512). Under lock. */
@@ -347,7 +308,7 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 
 	for (unsigned int k = 0; k < ns; k++) {
 		unsigned int si = (pg->next_section + k) % ns;
-		struct uhmm__section *s = section_at(pg, si);
+		struct uhmm__section *s = uhmm__section_at(pg, si);
 
 		if (!s || !atomic_load(&s->live) || s->nfree < n)
 			continue;
@@ -424,8 +385,8 @@ UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t pfn)
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
 	d = uhmm__dpage(pg, pfn);
-	if (d && (d->flags & UHMM__DPAGE_ALLOCATED) && atomic_load(&d->refs) > 0) {
-		atomic_fetch_add(&d->refs, 1);
+	if (d && (uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED) && d->refs > 0) {
+		d->refs++;
 		r = 0;
 	}
 	pthread_mutex_unlock(&pg->lock);
@@ -435,66 +396,72 @@ UHMM__EXPORT int uhmm_page_get(struct uhmm_pagemap *pg, uint64_t pfn)
 /* The last reference went: back on the free list. Under lock. */
 static void page_release(struct uhmm_pagemap *pg, struct uhmm__dpage *d, uint64_t pfn)
 {
-	struct uhmm__section *s = section_of(pg, pfn);
+	struct uhmm__section *s = uhmm__section_of(pg, pfn);
 
 	/* Storage that may still hold data (DIRTY) is scrubbed before reuse. */
-	d->flags &= UHMM__DPAGE_DIRTY;
+	uhmm__dflags_set(d, 0, ~UHMM__DPAGE_DIRTY);
 	d->next_free = s->free_head;
 	s->free_head = uhmm__pfn_index(pfn) % SECTION_PAGES;
 	s->nfree++;
 }
 
+bool uhmm__page_put_locked(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	struct uhmm__dpage *d = uhmm__dpage(pg, pfn);
+
+	if (!d || !(uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED) || d->refs == 0)
+		return false; /* foreign, free, or a double put: nothing changes */
+	if (--d->refs)
+		return false;
+	uhmm__assert(!uhmm__dpage_ps(d)); /* a page holding data is never freed */
+	page_release(pg, d, pfn);
+	if (!pg->cfg.ops || !pg->cfg.ops->page_free)
+		return false;
+	pg->callbacks++; /* teardown waits for it */
+	return true;
+}
+
+void uhmm__page_free_notify(struct uhmm_pagemap *pg, uint64_t pfn)
+{
+	pg->cfg.ops->page_free(pg, pfn);
+	pthread_mutex_lock(&pg->lock);
+	pg->callbacks--;
+	pthread_cond_broadcast(&pg->cond);
+	pthread_mutex_unlock(&pg->lock);
+}
+
 UHMM__EXPORT int uhmm_page_put(struct uhmm_pagemap *pg, uint64_t pfn)
 {
-	void (*page_free)(struct uhmm_pagemap *, uint64_t) = NULL;
 	struct uhmm__dpage *d;
+	bool notify;
 
 	if (!pg)
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
 	d = uhmm__dpage(pg, pfn);
-	if (!d || !(d->flags & UHMM__DPAGE_ALLOCATED) || atomic_load(&d->refs) == 0) {
+	if (!d || !(uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED) || d->refs == 0) {
 		pthread_mutex_unlock(&pg->lock);
 		return -EINVAL; /* foreign, free, or a double put: nothing changes */
 	}
-	if (atomic_fetch_sub(&d->refs, 1) == 1) {
-		uhmm__assert(!d->ps); /* a page holding data is never freed */
-		page_release(pg, d, pfn);
-		if (pg->cfg.ops && pg->cfg.ops->page_free) {
-			page_free = pg->cfg.ops->page_free;
-			pg->callbacks++; /* teardown waits for it */
-		}
-	}
-	if (!page_free)
+	notify = uhmm__page_put_locked(pg, pfn);
+	if (!notify)
 		pthread_cond_broadcast(&pg->cond);
 	pthread_mutex_unlock(&pg->lock);
-	if (page_free) {
-		/* Outside the lock: the callback may allocate from this pagemap. */
-		page_free(pg, pfn);
-		pthread_mutex_lock(&pg->lock);
-		pg->callbacks--;
-		pthread_cond_broadcast(&pg->cond);
-		pthread_mutex_unlock(&pg->lock);
-	}
+	if (notify)
+		uhmm__page_free_notify(pg, pfn); /* outside the lock: it may allocate here */
 	return 0;
 }
 
 /* --- destinations ------------------------------------------------------------ */
 
-int uhmm__dpage_claim(struct uhmm_pagemap *pg, uint64_t pfn)
+int uhmm__dpage_claim_locked(struct uhmm_pagemap *pg, uint64_t pfn)
 {
-	struct uhmm__dpage *d;
-	int r = -EINVAL;
-
-	pthread_mutex_lock(&pg->lock);
-	d = uhmm__dpage(pg, pfn);
-	if (d && (d->flags & UHMM__DPAGE_ALLOCATED) && atomic_load(&d->refs) > 0 && !d->ps &&
-	    !(d->flags & UHMM__DPAGE_CLAIMED)) {
-		d->flags |= UHMM__DPAGE_CLAIMED;
-		r = 0;
-	}
-	pthread_mutex_unlock(&pg->lock);
-	return r;
+	struct uhmm__dpage *d = uhmm__dpage(pg, pfn);
+	if (!d || !(uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED) || uhmm__dpage_claimed(d) ||
+	    d->refs == 0 || uhmm__dpage_ps(d))
+		return -EINVAL;
+	uhmm__dpage_set_claimed(d, true);
+	return 0;
 }
 
 void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn)
@@ -504,7 +471,7 @@ void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn)
 	pthread_mutex_lock(&pg->lock);
 	d = uhmm__dpage(pg, pfn);
 	if (d)
-		d->flags &= ~UHMM__DPAGE_CLAIMED;
+		uhmm__dpage_set_claimed(d, false);
 	pthread_mutex_unlock(&pg->lock);
 }
 
@@ -516,10 +483,7 @@ void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool di
 
 		if (!d)
 			continue;
-		if (dirty)
-			d->flags |= UHMM__DPAGE_DIRTY;
-		else
-			d->flags &= ~UHMM__DPAGE_DIRTY;
+		uhmm__dflags_set(d, dirty ? UHMM__DPAGE_DIRTY : 0, dirty ? 0 : UHMM__DPAGE_DIRTY);
 	}
 	pthread_mutex_unlock(&pg->lock);
 }
@@ -540,8 +504,8 @@ void uhmm__put_list_add(struct uhmm__put_list *l, struct uhmm_pagemap *pg, uint6
 
 			pthread_mutex_lock(&pg->lock);
 			d = uhmm__dpage(pg, pfn);
-			if (d && !(d->flags & UHMM__DPAGE_DEFERRED)) {
-				d->flags |= UHMM__DPAGE_DEFERRED;
+			if (d && !(uhmm__dflags(d) & UHMM__DPAGE_DEFERRED)) {
+				uhmm__dflags_set(d, UHMM__DPAGE_DEFERRED, 0);
 				atomic_fetch_add(&pg->deferred, 1);
 			}
 			pthread_mutex_unlock(&pg->lock);
@@ -572,12 +536,12 @@ void uhmm__pagemap_reap(struct uhmm_pagemap *pg)
 
 		pthread_mutex_lock(&pg->lock);
 		for (unsigned int si = 0; si < atomic_load(&pg->nsections) && !found; si++) {
-			struct uhmm__section *s = section_at(pg, si);
+			struct uhmm__section *s = uhmm__section_at(pg, si);
 
 			for (unsigned int i = 0; s && atomic_load(&s->live) && i < SECTION_PAGES && !found;
 			     i++) {
-				if (s->desc[i].flags & UHMM__DPAGE_DEFERRED) {
-					s->desc[i].flags &= ~UHMM__DPAGE_DEFERRED;
+				if (uhmm__dflags(&s->desc[i]) & UHMM__DPAGE_DEFERRED) {
+					uhmm__dflags_set(&s->desc[i], 0, UHMM__DPAGE_DEFERRED);
 					pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES + i);
 					found = true;
 				}
@@ -606,7 +570,7 @@ UHMM__EXPORT void *uhmm_pagemap_page_addr(struct uhmm_pagemap *pg, uint64_t pfn)
 	p = uhmm__dpage_storage(pg, pfn);
 	d = p ? uhmm__dpage(pg, pfn) : NULL;
 	if (d)
-		d->flags |= UHMM__DPAGE_DIRTY; /* the device may write there: scrub before reuse */
+		uhmm__dflags_set(d, UHMM__DPAGE_DIRTY, 0); /* the device may write: scrub */
 	pthread_mutex_unlock(&pg->lock);
 	return p;
 }
@@ -640,7 +604,7 @@ UHMM__EXPORT int uhmm_pagemap_write(struct uhmm_pagemap *pg, uint64_t pfn, const
 /* Pages of section @si in use (allocated). Under lock. */
 static size_t section_in_use(struct uhmm_pagemap *pg, unsigned int si)
 {
-	return SECTION_PAGES - section_at(pg, si)->nfree;
+	return SECTION_PAGES - uhmm__section_at(pg, si)->nfree;
 }
 
 UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned int section,
@@ -652,7 +616,7 @@ UHMM__EXPORT int uhmm_pagemap_remove_memory(struct uhmm_pagemap *pg, unsigned in
 	if (!pg || (flags & ~UHMM_PAGEMAP_EVICT))
 		return -EINVAL;
 	pthread_mutex_lock(&pg->lock);
-	s = section_at(pg, section);
+	s = uhmm__section_at(pg, section);
 	if (!s || !atomic_load(&s->live)) {
 		pthread_mutex_unlock(&pg->lock);
 		return -EINVAL;
@@ -688,7 +652,7 @@ UHMM__EXPORT void uhmm_pagemap_stats(struct uhmm_pagemap *pg, struct uhmm_pagema
 	pthread_mutex_lock(&pg->lock);
 	out->pages_total = pg->pages_total;
 	for (unsigned int i = 0; i < atomic_load(&pg->nsections); i++) {
-		struct uhmm__section *s = section_at(pg, i);
+		struct uhmm__section *s = uhmm__section_at(pg, i);
 
 		if (s && atomic_load(&s->live))
 			out->pages_free += s->nfree;
@@ -709,11 +673,13 @@ static void usage(struct uhmm_pagemap *pg, uint64_t *holding, uint64_t *allocate
 	uhmm__lock(&pg->mm->lock);
 	pthread_mutex_lock(&pg->lock);
 	for (unsigned int si = 0; si < atomic_load(&pg->nsections); si++) {
-		struct uhmm__section *s = section_at(pg, si);
+		struct uhmm__section *s = uhmm__section_at(pg, si);
 
 		for (unsigned int k = 0; s && atomic_load(&s->live) && k < SECTION_PAGES; k++) {
-			*allocated += !!(s->desc[k].flags & UHMM__DPAGE_ALLOCATED);
-			*holding += (s->desc[k].flags & UHMM__DPAGE_ALLOCATED) && s->desc[k].ps;
+			unsigned int f = uhmm__dflags(&s->desc[k]);
+
+			*allocated += !!(f & UHMM__DPAGE_ALLOCATED);
+			*holding += (f & UHMM__DPAGE_ALLOCATED) && uhmm__dpage_ps(&s->desc[k]);
 		}
 	}
 	pthread_mutex_unlock(&pg->lock);
@@ -723,7 +689,7 @@ static void usage(struct uhmm_pagemap *pg, uint64_t *holding, uint64_t *allocate
 static void release_memory(struct uhmm_pagemap *pg)
 {
 	for (unsigned int i = 0; i < atomic_load(&pg->nsections); i++) {
-		struct uhmm__section *s = section_at(pg, i);
+		struct uhmm__section *s = uhmm__section_at(pg, i);
 
 		if (s && s->storage)
 			storage_free(s->storage);

@@ -8,7 +8,8 @@
  *
  * Concurrency: every function here runs under mm->lock (asserted), which
  * protects the words and the reverse-map pointers of device descriptors.
- * The pagemap lock is taken inside it to check a descriptor's flags.
+ * The pagemap lock is not taken: a descriptor's reverse map and claim are
+ * mm->lock's to change (internal.h, struct uhmm__dpage).
  */
 #include "internal.h"
 
@@ -35,19 +36,20 @@ static struct uhmm__dpage *rmap_desc(struct uhmm_mm *mm, uint64_t pfn, struct uh
 	return d;
 }
 
-/* The device page @pfn now holds the data of @p. */
+/*
+ * The device page @pfn now holds the data of @p. The back-pointer and the
+ * claim are mm->lock's to change here (internal.h, struct uhmm__dpage).
+ */
 static void rmap_link(struct uhmm_mm *mm, struct uhmm__ps *p, uint64_t pfn)
 {
 	struct uhmm_pagemap *pg;
 	struct uhmm__dpage *d = rmap_desc(mm, pfn, &pg);
 
 	uhmm__assert(d);
-	pthread_mutex_lock(&pg->lock);
-	uhmm__assert(d->flags & UHMM__DPAGE_ALLOCATED);
-	uhmm__assert(!d->ps);
-	d->ps = p;
-	d->flags &= ~UHMM__DPAGE_CLAIMED; /* placed: no longer a bare destination */
-	pthread_mutex_unlock(&pg->lock);
+	uhmm__assert(uhmm__dflags(d) & UHMM__DPAGE_ALLOCATED);
+	uhmm__assert(!uhmm__dpage_ps(d));
+	uhmm__dpage_set_ps(d, p);
+	uhmm__dpage_set_claimed(d, false); /* placed: no longer a bare destination */
 }
 
 /* The device page @pfn no longer holds the data of @p. */
@@ -58,10 +60,8 @@ static void rmap_unlink(struct uhmm_mm *mm, struct uhmm__ps *p, uint64_t pfn)
 
 	if (!d)
 		return; /* its pagemap is being torn down: nothing points back */
-	pthread_mutex_lock(&pg->lock);
-	uhmm__assert(d->ps == p);
-	d->ps = NULL;
-	pthread_mutex_unlock(&pg->lock);
+	uhmm__assert(uhmm__dpage_ps(d) == p);
+	uhmm__dpage_set_ps(d, NULL);
 }
 
 /* --- transitions ------------------------------------------------------------- */
@@ -167,6 +167,16 @@ struct uhmm__ps *uhmm__ps_lookup(struct uhmm_mm *mm, uintptr_t addr, struct uhmm
 	return &a->blk->ps[a->blk_off + ((addr - a->start) >> UHMM__PAGE_SHIFT)];
 }
 
+struct uhmm__ps *uhmm__ps_lookup_near(struct uhmm_mm *mm, uintptr_t addr, struct uhmm__area **hint)
+{
+	struct uhmm__area *a = *hint;
+
+	assert_locked(mm);
+	if (!a || addr < a->start || addr >= a->end)
+		return uhmm__ps_lookup(mm, addr, hint);
+	return &a->blk->ps[a->blk_off + ((addr - a->start) >> UHMM__PAGE_SHIFT)];
+}
+
 uintptr_t uhmm__ps_addr(struct uhmm_mm *mm, const struct uhmm__ps *p)
 {
 	assert_locked(mm);
@@ -189,31 +199,6 @@ void uhmm__ps_iter_init(struct uhmm__ps_iter *it, struct uhmm_mm *mm, uintptr_t 
 	it->addr = start;
 	it->end = end;
 	it->ai = uhmm__area_lower(&mm->areas, start);
-}
-
-bool uhmm__ps_iter_next(struct uhmm__ps_iter *it, uintptr_t *addr, struct uhmm__area **area,
-			struct uhmm__ps **p)
-{
-	struct uhmm__areas *t = &it->mm->areas;
-
-	while (it->ai < t->n && it->addr < it->end) {
-		struct uhmm__area *a = &t->v[it->ai];
-
-		if (it->addr >= a->end) {
-			it->ai++;
-			continue;
-		}
-		if (it->addr < a->start)
-			it->addr = a->start;
-		if (it->addr >= it->end)
-			break;
-		*addr = it->addr;
-		*area = a;
-		*p = &a->blk->ps[a->blk_off + ((it->addr - a->start) >> UHMM__PAGE_SHIFT)];
-		it->addr += UHMM__PAGE_SIZE;
-		return true;
-	}
-	return false;
 }
 
 void uhmm__ps_check_free(const struct uhmm__ps *p, size_t n)

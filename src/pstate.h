@@ -120,6 +120,12 @@ void uhmm__ps_discard_range(struct uhmm_mm *mm, uintptr_t start, uintptr_t end,
 
 /* The word of the managed page at @addr, or NULL; @area (if not NULL) gets its area. */
 struct uhmm__ps *uhmm__ps_lookup(struct uhmm_mm *mm, uintptr_t addr, struct uhmm__area **area);
+/*
+ * uhmm__ps_lookup() for a walk of nearby addresses: *@hint (NULL at first)
+ * is the area found last and is tried before searching. Valid only while
+ * mm->lock stays held: the area table moves when it changes.
+ */
+struct uhmm__ps *uhmm__ps_lookup_near(struct uhmm_mm *mm, uintptr_t addr, struct uhmm__area **hint);
 /* The address whose word is @p now (an mremap moves it), or 0 when unmapped. */
 uintptr_t uhmm__ps_addr(struct uhmm_mm *mm, const struct uhmm__ps *p);
 
@@ -136,8 +142,11 @@ struct uhmm__ps_iter {
 
 void uhmm__ps_iter_init(struct uhmm__ps_iter *it, struct uhmm_mm *mm, uintptr_t start,
 			uintptr_t end);
-/* The next page: true with its address, area and word; false at the end. */
-bool uhmm__ps_iter_next(struct uhmm__ps_iter *it, uintptr_t *addr, struct uhmm__area **area,
+/*
+ * The next page: true with its address, area and word; false at the end.
+ * Defined at the end of internal.h (it needs struct uhmm_mm), inline.
+ */
+static inline bool uhmm__ps_iter_next(struct uhmm__ps_iter *it, uintptr_t *addr, struct uhmm__area **area,
 			struct uhmm__ps **p);
 
 /* Expensive check (debug builds): a block about to be freed holds no state. */
