@@ -299,7 +299,8 @@ struct uhmm__own_zap {
  * @ps points at the page-state word of the managed page whose data the
  * device page holds (its reverse map), NULL when none; written by pstate.c
  * under mm->lock. @claimed marks a migration's destination not placed yet:
- * set holding both mm->lock and the pagemap lock, cleared holding either
+ * set holding both mm->lock and the pagemap lock (or the pagemap lock at
+ * allocation, when nobody else can name the page), cleared holding either
  * (placed, under mm->lock; released or handed out, under the pagemap
  * lock), so a set never races a clear. While the page is free, @next_free
  * links the section's free list instead (pagemap lock).
@@ -434,6 +435,11 @@ static inline void *uhmm__dpage_storage(struct uhmm_pagemap *pg, uint64_t pfn)
 
 /* Allocate @n (1, or 512 for a whole section) contiguous pages, zeroed. */
 int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn);
+/*
+ * The same, the pages claimed as a migration's destinations at once (no
+ * other thread can name them yet, so the pagemap lock alone suffices).
+ */
+int uhmm__pagemap_alloc_claimed(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn);
 /* Tests: make the next allocation of @pg fail (a device out of memory). */
 void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg);
 /* Set or clear DIRTY on [first, first+n). */

@@ -656,22 +656,30 @@ static void settle(struct uhmm_migrate *m, struct mig *g)
 
 	for (unsigned long i = 0; i < m->npages; i++) {
 		struct mig_page *mp = &g->pg[i];
-		uint64_t dropped, pfn = 0;
+		uint64_t dropped;
 
 		if (!mp->ps)
 			continue;
 		dropped = uhmm__ps_release(mm, mp->ps);
-		if (dropped)
-			pfn = dropped;
-		else if (mp->sel == SEL_DEV && mp->committed)
-			pfn = mp->src_pfn;
-		else if (mp->sel == SEL_SYS && !mp->committed && mp->dst_pfn)
-			pfn = mp->dst_pfn;
-		mp->put = pfn;
-		mp->put_pg = pfn ? uhmm__pagemap_of(mm, pfn) : NULL;
-		if (pfn && pfn == mp->dst_pfn && !mp->committed && mp->put_pg)
-			uhmm__dpage_unclaim(mp->put_pg, pfn);
+		if (dropped) {
+			/* The data it held at release: its source, or the destination it took. */
+			uhmm__assert(dropped == (mp->committed ? mp->dst_pfn : mp->src_pfn));
+			mp->put = mp->committed ? PUT_DST : PUT_SRC;
+		} else if (mp->sel == SEL_DEV && mp->committed) {
+			mp->put = PUT_SRC;
+		} else if (mp->sel == SEL_SYS && !mp->committed && mp->dst_pfn) {
+			struct uhmm_pagemap *pg = uhmm__pagemap_of(mm, mp->dst_pfn);
+
+			mp->put = PUT_DST;
+			if (pg)
+				uhmm__dpage_unclaim(pg, mp->dst_pfn);
+		}
 	}
+}
+
+static uint64_t put_pfn(const struct mig_page *mp)
+{
+	return mp->put == PUT_SRC ? mp->src_pfn : mp->put == PUT_DST ? mp->dst_pfn : 0;
 }
 
 /* Wake the threads waiting on these pages, at their old and new addresses. */
@@ -699,23 +707,38 @@ static void wake(struct uhmm_migrate *m, struct mig *g)
 static void put_released(struct uhmm_migrate *m, struct mig *g)
 {
 	for (unsigned long i = 0; i < m->npages;) {
-		struct uhmm_pagemap *pg = g->pg[i].put_pg;
+		uint64_t pfn = put_pfn(&g->pg[i]);
+		unsigned int slot = uhmm__pfn_slot(pfn);
+		struct uhmm_pagemap *pg;
 		unsigned long j = i;
 
-		if (!g->pg[i].put || !pg) {
+		if (!pfn) {
 			i++;
 			continue;
 		}
+		uhmm__lock(&m->mm->lock);
+		pg = uhmm__pagemap_of(m->mm, pfn);
+		uhmm__unlock(&m->mm->lock);
+		if (!pg) {
+			i++; /* its pagemap is gone: nothing to release */
+			continue;
+		}
 		pthread_mutex_lock(&pg->lock);
-		for (; j < m->npages && (!g->pg[j].put || g->pg[j].put_pg == pg); j++)
-			if (g->pg[j].put)
-				g->pg[j].notify = uhmm__page_put_locked(pg, g->pg[j].put);
+		for (; j < m->npages; j++) {
+			struct mig_page *mp = &g->pg[j];
+
+			pfn = put_pfn(mp);
+			if (pfn && uhmm__pfn_slot(pfn) != slot)
+				break;
+			if (pfn)
+				mp->notify = uhmm__page_put_locked(pg, pfn);
+		}
 		pthread_cond_broadcast(&pg->cond);
 		pthread_mutex_unlock(&pg->lock);
 		/* The device learns of freed pages outside the lock (it may allocate). */
 		for (; i < j; i++)
-			if (g->pg[i].put && g->pg[i].notify)
-				uhmm__page_free_notify(pg, g->pg[i].put);
+			if (put_pfn(&g->pg[i]) && g->pg[i].notify)
+				uhmm__page_free_notify(pg, put_pfn(&g->pg[i]));
 	}
 }
 

@@ -32,19 +32,27 @@ enum mig_where {
 	W_DST,	    /* in its destination device page (dst_pfn) */
 };
 
+/* Which device page finalize releases for an entry. */
+enum mig_put {
+	PUT_NONE = 0,
+	PUT_SRC, /* src_pfn: the source a page left, or its data discarded */
+	PUT_DST, /* dst_pfn: a destination not used, or its data discarded */
+};
+
+/* 32 bytes: a 2 MiB migration's entries fit in 16 KiB. */
 struct mig_page {
 	struct uhmm__ps *ps; /* its word; NULL when not selected */
 	uint64_t src_pfn;    /* SEL_DEV: the device page it was selected on */
 	uint64_t dst_pfn;    /* a device destination this migration claimed, or 0 */
 	uint8_t sel;	     /* enum mig_sel */
 	uint8_t where;	     /* enum mig_where */
+	uint8_t put;	     /* enum mig_put: finalize releases it after unlocking */
 	bool committed;	     /* uhmm_migrate_pages() made it live at its destination */
 	bool ro_copy;	     /* isolated by copying (read-only mapping): zap the original */
 	bool cow_broken;     /* isolation made it exclusively ours once (move.c) */
 	bool notify;	     /* finalize: the device's page_free is owed for put */
-	uint64_t put;	     /* finalize: a device page to release after unlocking, or 0 */
-	struct uhmm_pagemap *put_pg;
 };
+_Static_assert(sizeof(struct mig_page) == 32, "a migration entry is 32 bytes");
 
 /* Internal selection: device-exclusive store pages (a revoke). */
 #define MIG_SELECT_EXCLUSIVE (1UL << 31)

@@ -142,17 +142,32 @@ UHMM__EXPORT int uhmm_migrate_copy(struct uhmm_migrate *m)
 	return first;
 }
 
-/* Allocate destinations for entries [i, i+512), one contiguous section. */
-static bool alloc_unit(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned long i)
+/*
+ * Allocate @n destinations for entries [i, i+n), contiguous. Where
+ * uhmm__migrate_claim() would accept them (the pagemap is this mm's and
+ * not the exclusive store, no destination claimed there earlier), they are
+ * claimed as they are allocated, so that the claim step need not look at
+ * them again.
+ */
+static bool alloc_dst(struct uhmm_migrate *m, struct uhmm_pagemap *pg, unsigned long i, size_t n)
 {
+	struct mig *g = M(m);
+	bool claim = pg->mm == m->mm && pg != m->mm->excl_store;
 	uint64_t pfn;
 
-	if (uhmm__pagemap_alloc(pg, UHMM__SECTION_PAGES, &pfn))
+	for (unsigned long k = 0; k < n && claim; k++)
+		claim = !g->pg[i + k].dst_pfn; /* one claimed earlier is released by the claim step */
+
+	if (claim ? uhmm__pagemap_alloc_claimed(pg, n, &pfn) : uhmm__pagemap_alloc(pg, n, &pfn))
 		return false;
-	for (unsigned long k = 0; k < UHMM__SECTION_PAGES; k++)
+	for (unsigned long k = 0; k < n; k++) {
 		m->dst[i + k] = uhmm_migrate_pfn_device(pfn + k) |
 				(m->src[i + k] & UHMM_MIGRATE_PFN_WRITE);
-	m->dst[i] |= UHMM_MIGRATE_PFN_COMPOUND;
+		if (claim)
+			g->pg[i + k].dst_pfn = pfn + k;
+	}
+	if (n > 1)
+		m->dst[i] |= UHMM_MIGRATE_PFN_COMPOUND;
 	return true;
 }
 
@@ -165,21 +180,17 @@ UHMM__EXPORT unsigned long uhmm_migrate_alloc_and_copy(struct uhmm_migrate *m,
 	if (!g || !pgmap)
 		return 0;
 	for (unsigned long i = 0; i < m->npages; i++) {
-		uint64_t pfn;
-
 		if (!(m->src[i] & UHMM_MIGRATE_PFN_MIGRATE) || g->pg[i].sel != SEL_SYS ||
 		    (m->dst[i] & UHMM_MIGRATE_PFN_VALID))
 			continue;
 		/* A whole 2 MiB run: one contiguous section, so it can move as a PMD. */
 		if ((m->src[i] & UHMM_MIGRATE_PFN_COMPOUND) && i + UHMM__SECTION_PAGES <= m->npages &&
-		    alloc_unit(m, pgmap, i)) {
+		    alloc_dst(m, pgmap, i, UHMM__SECTION_PAGES)) {
 			i += UHMM__SECTION_PAGES - 1;
 			continue;
 		}
 		/* Single pages (a failed whole-section allocation too). */
-		if (uhmm__pagemap_alloc(pgmap, 1, &pfn))
-			continue; /* device out of memory: this page stays home */
-		m->dst[i] = uhmm_migrate_pfn_device(pfn) | (m->src[i] & UHMM_MIGRATE_PFN_WRITE);
+		alloc_dst(m, pgmap, i, 1); /* device out of memory: this page stays home */
 	}
 	uhmm_migrate_copy(m); /* entries whose copy failed lose their dst */
 	for (unsigned long i = 0; i < m->npages; i++)

@@ -185,12 +185,12 @@ static bool treap_has(const node_t *root, const node_t *n)
 }
 
 /*
- * The notifier whose callback this thread is running, if any: insert and
- * remove take the tree lock for writing, which the running callback's
- * invalidation holds for reading; from a callback they would wait for
- * themselves.
+ * Is this thread running invalidate callbacks? Insert and remove take the
+ * tree lock for writing, which the running callbacks' invalidation holds
+ * for reading; from a callback they would wait for themselves. Set once
+ * around the walk, not per callback.
  */
-static _Thread_local const node_t *in_callback;
+static _Thread_local bool in_callback;
 
 /* --- the API -------------------------------------------------------------- */
 
@@ -314,11 +314,7 @@ struct call_arg {
 static void call_one(node_t *n, void *p)
 {
 	struct call_arg *a = p;
-	const node_t *outer = in_callback;
-
-	in_callback = n;
 	n->_ops->invalidate(n, a->range, a->seq);
-	in_callback = outer;
 	a->called++;
 }
 
@@ -334,8 +330,13 @@ unsigned int uhmm__invalidate_begin(struct uhmm_mm *mm, const struct uhmm_notifi
 	pthread_mutex_unlock(&ns->seq_lock);
 
 	pthread_rwlock_rdlock(&ns->tree_lock);
-	if (range->end > range->start)
+	if (range->end > range->start) {
+		bool outer = in_callback;
+
+		in_callback = true;
 		treap_overlaps(ns->root, range->start, range->end - 1, call_one, &a);
+		in_callback = outer;
+	}
 	pthread_rwlock_unlock(&ns->tree_lock);
 	return a.called;
 }

@@ -285,18 +285,18 @@ void uhmm__pagemap_fail_next(struct uhmm_pagemap *pg)
 	pthread_mutex_unlock(&pg->lock);
 }
 
-static void take_page(struct uhmm__dpage *d, bool *dirty)
+static void take_page(struct uhmm__dpage *d, bool *dirty, bool claim)
 {
 	*dirty |= uhmm__dflags(d) & UHMM__DPAGE_DIRTY;
 	uhmm__dflags_set(d, UHMM__DPAGE_ALLOCATED, ~0u);
-	uhmm__dpage_set_claimed(d, false);
+	uhmm__dpage_set_claimed(d, claim);
 	d->owner = 0;
 	uhmm__dpage_set_ps(d, NULL);
 	d->refs = 1;
 }
 
 /* Take one page (n == 1) or a whole free section (n == 512). Under lock. */
-static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
+static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty, bool claim)
 {
 	*dirty = false;
 	if (pg->fail_next || uhmm__inject_fail()) {
@@ -314,7 +314,7 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 			continue;
 		if (n == SECTION_PAGES) {
 			for (unsigned int i = 0; i < SECTION_PAGES; i++)
-				take_page(&s->desc[i], dirty);
+				take_page(&s->desc[i], dirty, claim);
 			s->nfree = 0;
 			s->free_head = UHMM__NO_PAGE;
 			*pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES);
@@ -323,7 +323,7 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 
 			s->free_head = s->desc[i].next_free;
 			s->nfree--;
-			take_page(&s->desc[i], dirty);
+			take_page(&s->desc[i], dirty, claim);
 			*pfn = uhmm__pfn(pg->slot, (uint64_t)si * SECTION_PAGES + i);
 		}
 		pg->next_section = si;
@@ -333,7 +333,7 @@ static int take(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool *dirty)
 	return -ENOMEM;
 }
 
-int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
+static int alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn, bool claim)
 {
 	bool dirty;
 	int r;
@@ -341,7 +341,7 @@ int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
 	if (atomic_load(&pg->deferred))
 		uhmm__pagemap_reap(pg);
 	pthread_mutex_lock(&pg->lock);
-	r = take(pg, n, pfn, &dirty);
+	r = take(pg, n, pfn, &dirty, claim);
 	pthread_mutex_unlock(&pg->lock);
 	if (!r && dirty)
 		scrub(pg, *pfn, n);
@@ -360,6 +360,16 @@ int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
 		}
 	}
 	return r;
+}
+
+int uhmm__pagemap_alloc(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
+{
+	return alloc(pg, n, pfn, false);
+}
+
+int uhmm__pagemap_alloc_claimed(struct uhmm_pagemap *pg, size_t n, uint64_t *pfn)
+{
+	return alloc(pg, n, pfn, true);
 }
 
 UHMM__EXPORT int uhmm_pagemap_alloc_page(struct uhmm_pagemap *pg, uint64_t *pfn)
@@ -477,13 +487,18 @@ void uhmm__dpage_unclaim(struct uhmm_pagemap *pg, uint64_t pfn)
 
 void uhmm__dpage_mark(struct uhmm_pagemap *pg, uint64_t first, size_t n, bool dirty)
 {
-	pthread_mutex_lock(&pg->lock);
-	for (size_t i = 0; i < n; i++) {
-		struct uhmm__dpage *d = uhmm__dpage(pg, first + i);
+	unsigned int set = dirty ? UHMM__DPAGE_DIRTY : 0, clear = dirty ? 0 : UHMM__DPAGE_DIRTY;
 
-		if (!d)
-			continue;
-		uhmm__dflags_set(d, dirty ? UHMM__DPAGE_DIRTY : 0, dirty ? 0 : UHMM__DPAGE_DIRTY);
+	pthread_mutex_lock(&pg->lock);
+	for (size_t i = 0; i < n;) {
+		/* One section lookup for each section the run crosses. */
+		struct uhmm__section *s = uhmm__section_of(pg, first + i);
+		unsigned int k = uhmm__pfn_index(first + i) % SECTION_PAGES;
+		size_t in = SECTION_PAGES - k < n - i ? SECTION_PAGES - k : n - i;
+
+		for (size_t x = 0; s && x < in; x++)
+			uhmm__dflags_set(&s->desc[k + x], set, clear);
+		i += in;
 	}
 	pthread_mutex_unlock(&pg->lock);
 }
