@@ -15,8 +15,10 @@
  *   notifiers.tree_lock  (read) while calling invalidate callbacks; the
  *                        callbacks take the devices' own locks under it
  *   mm->lock             the area table and every page-state word, and the
- *                        reverse map of device pages (pstate.c)
- *   pagemap->lock        sections, free lists, descriptor flags, counters
+ *                        reverse map and claims of device pages (pstate.c)
+ *   pagemap->lock        sections, free lists, descriptors' references and
+ *                        flags, counters (a migration holds one across a
+ *                        run of pages of that pagemap)
  *   mm->staging_lock     the cache of staging mappings (staging.c)
  *   notifiers.seq_lock   the invalidation sequence
  *   the registry lock    (mm.c) slot allocation only
